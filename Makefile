@@ -1,0 +1,34 @@
+# edigw — make targets. `make test` is the test command CI runs (README.md).
+GO ?= go
+export CGO_ENABLED ?= 0
+
+.PHONY: build test run lint fuzz vet
+build:
+	$(GO) build -o bin/edigw ./cmd/edigw
+
+# test: installs nothing yet (the X12 core needs only Go); later issues add
+# their peers (sshd, vsftpd, S3 server, Chromium) to scripts/test-deps.sh.
+test:
+	bash scripts/test-deps.sh
+	gofmt -l . | tee /dev/stderr | (! read -r _)
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+run: build
+	@echo "edigw serve arrives with the gateway issue; try: bin/edigw x12 validate FILE"
+
+vet:
+	$(GO) vet ./...
+
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+# fuzz: each target for FUZZTIME (default 60s); the seed corpus lives in
+# edi/testdata/fuzz and runs as ordinary tests in `make test`.
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test ./edi -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./edi -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./edi -run '^$$' -fuzz '^FuzzAck$$' -fuzztime $(FUZZTIME)
+
+-include mk/bench.mk

@@ -1,0 +1,525 @@
+// Package edi is edigw's X12 engine: a streaming reader and writer, envelope
+// checks, validation against the transaction-set specs in edi/spec, loop
+// trees, and 997/999/TA1 generation. It knows nothing about partners, files
+// or networks.
+package edi
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Delimiters are the separators declared by one ISA segment.
+type Delimiters struct {
+	Element    byte
+	Component  byte
+	Repetition byte // 0 when the version has none (ISA12 below 00402: ISA11 is a standards identifier)
+	Segment    byte
+}
+
+// DefaultDelimiters are the ones edigw writes when nothing else is chosen.
+var DefaultDelimiters = Delimiters{Element: '*', Component: ':', Repetition: '^', Segment: '~'}
+
+// Position says where something is in the input stream.
+type Position struct {
+	Offset  int64 // byte offset of the segment's first byte
+	Segment int   // 1-based segment number in the stream
+	// InSet is the 1-based position of the segment in its transaction set
+	// (ST = 1), 0 outside a set. It is what AK302/IK302 report.
+	InSet int
+	ISA13 string
+	GS06  string
+	ST02  string
+}
+
+func (p Position) String() string {
+	s := fmt.Sprintf("offset %d, segment %d", p.Offset, p.Segment)
+	if p.ISA13 != "" {
+		s += ", ISA13 " + p.ISA13
+	}
+	if p.GS06 != "" {
+		s += ", GS06 " + p.GS06
+	}
+	if p.ST02 != "" {
+		s += fmt.Sprintf(", ST02 %s, set position %d", p.ST02, p.InSet)
+	}
+	return s
+}
+
+// SyntaxError is an error that makes the stream unreadable from Pos on.
+type SyntaxError struct {
+	Pos Position
+	Msg string
+}
+
+func (e *SyntaxError) Error() string { return e.Pos.String() + ": " + e.Msg }
+
+// ErrNotX12 is wrapped by the error returned when the input does not start
+// with an ISA segment (empty, CSV, garbage).
+var ErrNotX12 = errors.New("not X12: no ISA segment")
+
+// Tolerance is a deviation from the X12 syntax that the reader accepted on
+// purpose. Each one is reported once per interchange so nothing is silent.
+type Tolerance struct {
+	Pos Position
+	Msg string
+}
+
+// Segment is one segment. The bytes it refers to belong to the Reader and are
+// valid until the next call to Next; use Clone to keep a segment.
+type Segment struct {
+	raw   []byte  // segment without terminator
+	ends  []int32 // ends[i] = index in raw just past element i (0 = tag)
+	delim Delimiters
+	Pos   Position
+}
+
+// Tag is the segment identifier (element 0) as bytes; no allocation.
+func (s *Segment) Tag() []byte { return s.raw[:s.ends[0]] }
+
+// TagString returns the segment identifier as a string.
+func (s *Segment) TagString() string { return string(s.Tag()) }
+
+// Raw is the segment's bytes without the terminator.
+func (s *Segment) Raw() []byte { return s.raw }
+
+// Delimiters are the ones in force for this segment.
+func (s *Segment) Delimiters() Delimiters { return s.delim }
+
+// Len is the number of data elements after the tag, counting interior empty
+// ones and any trailing empty ones that were written.
+func (s *Segment) Len() int { return len(s.ends) - 1 }
+
+// Element returns data element i (1-based, as in REF02), or nil when absent.
+// Components and repetitions are not split.
+func (s *Segment) Element(i int) []byte {
+	if i <= 0 || i >= len(s.ends) {
+		return nil
+	}
+	return s.raw[s.ends[i-1]+1 : s.ends[i]]
+}
+
+// Value returns element i as a string ("" when absent).
+func (s *Segment) Value(i int) string { return string(s.Element(i)) }
+
+// Repetitions returns the number of repetitions of element i (1 for a
+// non-empty element without repetition separators, 0 for an empty one).
+func (s *Segment) Repetitions(i int) int {
+	e := s.Element(i)
+	if len(e) == 0 {
+		return 0
+	}
+	if s.delim.Repetition == 0 {
+		return 1
+	}
+	return bytes.Count(e, []byte{s.delim.Repetition}) + 1
+}
+
+// Repetition returns repetition r (1-based) of element i.
+func (s *Segment) Repetition(i, r int) []byte {
+	e := s.Element(i)
+	if s.delim.Repetition == 0 {
+		if r == 1 {
+			return e
+		}
+		return nil
+	}
+	return nth(e, s.delim.Repetition, r)
+}
+
+// Component returns component c (1-based) of element i's first repetition.
+func (s *Segment) Component(i, c int) []byte {
+	return nth(s.Repetition(i, 1), s.delim.Component, c)
+}
+
+// Components splits a value (an element or one repetition) on the component
+// separator into dst and returns it.
+func (s *Segment) Components(dst [][]byte, v []byte) [][]byte {
+	for {
+		k := bytes.IndexByte(v, s.delim.Component)
+		if k < 0 {
+			return append(dst, v)
+		}
+		dst = append(dst, v[:k])
+		v = v[k+1:]
+	}
+}
+
+// nth returns the n-th (1-based) part of v split on sep, nil if absent.
+func nth(v []byte, sep byte, n int) []byte {
+	if v == nil || n < 1 {
+		return nil
+	}
+	for ; n > 1; n-- {
+		k := bytes.IndexByte(v, sep)
+		if k < 0 {
+			return nil
+		}
+		v = v[k+1:]
+	}
+	if k := bytes.IndexByte(v, sep); k >= 0 {
+		return v[:k]
+	}
+	return v
+}
+
+// Clone returns a copy of the segment that owns its bytes.
+func (s *Segment) Clone() Segment {
+	c := *s
+	c.raw = append([]byte(nil), s.raw...)
+	c.ends = append([]int32(nil), s.ends...)
+	return c
+}
+
+// cloneInto copies the segment into the given arenas (used by trees so that a
+// whole set costs a few allocations, not two per segment).
+func (s *Segment) cloneInto(b *[]byte, e *[]int32) Segment {
+	c := *s
+	nb, ne := len(*b), len(*e)
+	*b = append(*b, s.raw...)
+	*e = append(*e, s.ends...)
+	c.raw = (*b)[nb:len(*b):len(*b)]
+	c.ends = (*e)[ne:len(*e):len(*e)]
+	return c
+}
+
+// String renders the segment with its own delimiters (for messages).
+func (s *Segment) String() string { return string(s.raw) }
+
+// Reader reads X12 segments from a stream, one interchange after another.
+//
+// What it tolerates, each reported once per interchange as a Tolerance: a
+// UTF-8 byte order mark before an ISA; whitespace (space, tab, CR, LF) between
+// a segment terminator and the next segment, including blank lines. What it
+// does not: any other byte before ISA or after IEA, a segment longer than
+// MaxSegment, a missing terminator at the end of the stream. An ISA whose
+// fields are not padded to their fixed widths is read by its element
+// separators (so its control number can still be acknowledged) and reported
+// by the envelope checks; nothing else about the delimiters is guessed.
+type Reader struct {
+	r   io.Reader
+	buf []byte
+	beg int   // start of unread data in buf
+	end int   // end of data in buf
+	off int64 // stream offset of buf[0]
+	eof bool
+	err error // sticky read error
+
+	// MaxSegment bounds the bytes of one segment, and so the memory used.
+	MaxSegment int
+
+	delim   Delimiters
+	haveISA bool // delimiters are known: inside an interchange
+	seg     Segment
+	pos     Position
+	nseg    int
+
+	tolerances []Tolerance
+	tolWS      bool // whitespace tolerance already reported in this interchange
+}
+
+// DefaultMaxSegment is the default bound on one segment's size.
+const DefaultMaxSegment = 1 << 20
+
+// NewReader returns a Reader reading from r.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{r: r, buf: make([]byte, 64<<10), MaxSegment: DefaultMaxSegment,
+		seg: Segment{ends: make([]int32, 0, 64)}}
+}
+
+// Tolerances returns the deviations accepted so far and clears the list.
+func (r *Reader) Tolerances() []Tolerance {
+	t := r.tolerances
+	r.tolerances = nil
+	return t
+}
+
+// Delimiters are those of the current interchange.
+func (r *Reader) Delimiters() Delimiters { return r.delim }
+
+// Offset is the stream offset just past the last segment read.
+func (r *Reader) Offset() int64 { return r.off + int64(r.beg) }
+
+// fill reads more data, compacting or growing the buffer as needed. It
+// returns false when no more data can be had.
+func (r *Reader) fill() bool {
+	if r.eof || r.err != nil {
+		return false
+	}
+	if r.beg > 0 && (r.end == len(r.buf) || r.beg > len(r.buf)/2) {
+		n := copy(r.buf, r.buf[r.beg:r.end])
+		r.off += int64(r.beg)
+		r.end = n
+		r.beg = 0
+	}
+	if r.end == len(r.buf) {
+		if len(r.buf) >= r.MaxSegment+2 {
+			return false
+		}
+		nb := make([]byte, min(2*len(r.buf), r.MaxSegment+2))
+		copy(nb, r.buf[:r.end])
+		r.buf = nb
+	}
+	for tries := 0; tries < 100; tries++ {
+		n, err := r.r.Read(r.buf[r.end:])
+		r.end += n
+		if err == io.EOF {
+			r.eof = true
+			return n > 0
+		}
+		if err != nil {
+			r.err = err
+			return n > 0
+		}
+		if n > 0 {
+			return true
+		}
+	}
+	r.err = io.ErrNoProgress
+	return false
+}
+
+func (r *Reader) errorf(off int64, format string, args ...any) *SyntaxError {
+	p := r.pos
+	p.Offset = off
+	p.Segment = r.nseg + 1
+	if p.ST02 != "" {
+		p.InSet++
+	}
+	return &SyntaxError{Pos: p, Msg: fmt.Sprintf(format, args...)}
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
+
+// skipSpace skips whitespace between segments; it returns false at end of
+// data. One line break after a terminator is normal practice and passes
+// quietly; anything more (tabs, spaces, blank lines) is reported once.
+func (r *Reader) skipSpace() bool {
+	run, prev := 0, byte(0)
+	for {
+		for r.beg < r.end {
+			c := r.buf[r.beg]
+			if !isSpace(c) || (r.haveISA && c == r.delim.Element) {
+				return true
+			}
+			run++
+			quiet := (run == 1 && (c == '\n' || c == '\r')) || (run == 2 && prev == '\r' && c == '\n')
+			prev = c
+			if r.haveISA && !r.tolWS && !quiet {
+				r.tolWS = true
+				r.tolerances = append(r.tolerances, Tolerance{Pos: Position{Offset: r.Offset(), Segment: r.nseg, ISA13: r.pos.ISA13},
+					Msg: fmt.Sprintf("whitespace %q between segments ignored (first at offset %d)", c, r.Offset())})
+			}
+			r.beg++
+		}
+		if !r.fill() {
+			return false
+		}
+	}
+}
+
+var bom = []byte{0xEF, 0xBB, 0xBF}
+
+// Next returns the next segment. It returns io.EOF at the clean end of the
+// stream, and a *SyntaxError (or the underlying read error) otherwise. The
+// segment is valid until the next call.
+func (r *Reader) Next() (*Segment, error) {
+	if !r.skipSpace() {
+		if r.err != nil {
+			return nil, r.err
+		}
+		if r.haveISA {
+			return nil, r.errorf(r.Offset(), "premature end of data: interchange %s has no IEA", r.pos.ISA13)
+		}
+		if r.nseg == 0 {
+			return nil, fmt.Errorf("empty input: %w", ErrNotX12)
+		}
+		return nil, io.EOF
+	}
+	// A segment that starts with ISA and a non-alphanumeric byte opens an
+	// interchange (and sets its delimiters) wherever it appears.
+	for r.end-r.beg < 4 && r.fill() {
+	}
+	b := r.buf[r.beg:r.end]
+	if len(b) >= 3 && bytes.Equal(b[:3], bom) {
+		r.tolerances = append(r.tolerances, Tolerance{Pos: Position{Offset: r.Offset()}, Msg: "UTF-8 byte order mark before ISA ignored"})
+		r.beg += 3
+		return r.Next()
+	}
+	if len(b) >= 4 && b[0] == 'I' && b[1] == 'S' && b[2] == 'A' && !isAlnum(b[3]) {
+		return r.readISA()
+	}
+	if !r.haveISA {
+		return nil, r.notX12(b)
+	}
+	return r.readSegment()
+}
+
+func (r *Reader) notX12(b []byte) error {
+	show := b[:min(len(b), 40)]
+	if r.nseg == 0 {
+		return fmt.Errorf("offset %d: %w (input starts with %q)", r.Offset(), ErrNotX12, show)
+	}
+	return r.errorf(r.Offset(), "data after IEA is not an ISA segment: %q", show)
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+}
+
+// isaFixedSep are the offsets of the 16 element separators of a 106-byte ISA.
+var isaFixedSep = [16]int{3, 6, 17, 20, 31, 34, 50, 53, 69, 76, 81, 83, 89, 99, 101, 103}
+
+// maxISA bounds how far an unpadded ISA is searched for its 16 separators.
+const maxISA = 512
+
+func (r *Reader) readISA() (*Segment, error) {
+	for r.end-r.beg < maxISA && r.fill() {
+	}
+	b := r.buf[r.beg:r.end]
+	start := r.Offset()
+	es := b[3]
+	// The standard layout: fixed widths, ISA16 at 104 and the terminator at 105.
+	n := -1
+	if len(b) >= 106 {
+		n = 104
+		for _, p := range isaFixedSep {
+			if b[p] != es {
+				n = -1
+				break
+			}
+		}
+		if n > 0 && bytes.IndexByte(b[4:104], es) != 99 { // only the fixed ones
+			n = -1
+		}
+	}
+	if n < 0 {
+		// Unpadded or otherwise odd: find the 16th separator.
+		cnt := 0
+		for i := 3; i < len(b) && i < maxISA; i++ {
+			if b[i] == es {
+				cnt++
+				if cnt == 16 {
+					n = i + 1
+					break
+				}
+			}
+		}
+		if n < 0 || n+1 >= len(b) {
+			return nil, r.errorf(start, "malformed ISA: cannot find ISA16 and the segment terminator (ISA must be 106 characters; element separator %q)", es)
+		}
+	}
+	comp, term := b[n], b[n+1]
+	d := Delimiters{Element: es, Component: comp, Segment: term}
+	switch {
+	case isAlnum(term) || term == es || term == comp:
+		return nil, r.errorf(start, "malformed ISA: segment terminator %q after ISA16 is not a valid delimiter", term)
+	case isAlnum(es) || es == ' ':
+		return nil, r.errorf(start, "malformed ISA: element separator %q is not a valid delimiter", es)
+	}
+	r.delim = d
+	r.haveISA = true
+	r.tolWS = false
+	r.pos = Position{}
+	seg, err := r.split(b[:n+1], start)
+	if err != nil {
+		return nil, err
+	}
+	// ISA11 is the repetition separator from version 00402 on.
+	if ver := seg.Element(12); len(ver) == 5 && string(ver) >= "00402" {
+		if rep := seg.Element(11); len(rep) == 1 && !isAlnum(rep[0]) && rep[0] != ' ' && rep[0] != es && rep[0] != comp && rep[0] != term {
+			r.delim.Repetition = rep[0]
+			seg.delim.Repetition = rep[0]
+		}
+	}
+	r.pos.ISA13 = string(seg.Element(13))
+	seg.Pos.ISA13 = r.pos.ISA13
+	r.beg += n + 2
+	return seg, nil
+}
+
+func (r *Reader) readSegment() (*Segment, error) {
+	start := r.Offset()
+	scan := r.beg
+	for {
+		if k := bytes.IndexByte(r.buf[scan:r.end], r.delim.Segment); k >= 0 {
+			e := scan + k
+			if e-r.beg > r.MaxSegment {
+				return nil, r.errorf(start, "segment longer than %d bytes", r.MaxSegment)
+			}
+			seg, err := r.split(r.buf[r.beg:e], start)
+			r.beg = e + 1
+			if err != nil {
+				return nil, err
+			}
+			return seg, nil
+		}
+		if r.end-r.beg > r.MaxSegment {
+			return nil, r.errorf(start, "segment longer than %d bytes without terminator %q", r.MaxSegment, r.delim.Segment)
+		}
+		done := r.end - r.beg
+		if !r.fill() {
+			if r.err != nil {
+				return nil, r.err
+			}
+			if r.end-r.beg > r.MaxSegment {
+				return nil, r.errorf(start, "segment longer than %d bytes without terminator %q", r.MaxSegment, r.delim.Segment)
+			}
+			rest := r.buf[r.beg:r.end]
+			return nil, r.errorf(start, "premature end of data: last segment %q has no terminator %q", rest[:min(len(rest), 40)], r.delim.Segment)
+		}
+		scan = r.beg + done
+	}
+}
+
+// split records element boundaries and advances the envelope position.
+func (r *Reader) split(raw []byte, off int64) (*Segment, error) {
+	s := &r.seg
+	s.raw = raw
+	s.delim = r.delim
+	ends := s.ends[:0]
+	es := r.delim.Element
+	for i, c := range raw {
+		if c == es {
+			ends = append(ends, int32(i))
+		}
+	}
+	ends = append(ends, int32(len(raw)))
+	s.ends = ends
+	r.nseg++
+	tag := raw[:ends[0]]
+	// Track envelope control numbers for positions.
+	if len(tag) == 2 || len(tag) == 3 {
+		switch string(tag) {
+		case "GS":
+			r.pos.GS06 = string(s.Element(6))
+			r.pos.ST02, r.pos.InSet = "", 0
+		case "ST":
+			r.pos.ST02 = string(s.Element(2))
+			r.pos.InSet = 0
+		case "IEA":
+			r.haveISA = false
+		}
+	}
+	if r.pos.ST02 != "" {
+		r.pos.InSet++
+	}
+	s.Pos = r.pos
+	s.Pos.Offset = off
+	s.Pos.Segment = r.nseg
+	// Leave the set or group after its trailer so later positions are outside.
+	if len(tag) == 2 {
+		switch string(tag) {
+		case "SE":
+			r.pos.ST02, r.pos.InSet = "", 0
+		case "GE":
+			r.pos.GS06, r.pos.ST02, r.pos.InSet = "", "", 0
+		}
+	}
+	if len(tag) == 3 && string(tag) == "IEA" {
+		r.pos = Position{}
+	}
+	return s, nil
+}

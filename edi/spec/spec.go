@@ -1,0 +1,100 @@
+// Package spec holds the data-driven X12 transaction-set specifications that
+// edi validates against: a data-element and segment dictionary per version
+// and the segment/loop structure of each supported transaction set.
+//
+// Specs are loaded from embedded YAML (data/*.yaml), never hand-coded per set.
+// They are composable: a partner guide overlay (see Overlay) is applied to a
+// copy of a Set without touching the shared dictionary.
+package spec
+
+// Usage is the requirement designator of a segment, loop or element.
+type Usage byte
+
+const (
+	Mandatory   Usage = 'M'
+	Optional    Usage = 'O'
+	Conditional Usage = 'X' // governed by a segment syntax rule
+	NotUsed     Usage = 'N' // only set by overlays: must not be present
+)
+
+// Element is a simple data element from the dictionary (e.g. 143).
+type Element struct {
+	ID   string // data element reference number, e.g. "143"
+	Name string
+	// Type is AN, ID, DT, TM, R, B or Nn (N0..N9: implied decimal places).
+	Type     string
+	Decimals int // for Nn
+	Min, Max int
+	// Codes, when non-nil, is the closed list of valid values (ID elements).
+	Codes map[string]string
+}
+
+// Composite is a composite data structure (e.g. C040) made of components.
+type Composite struct {
+	ID         string
+	Name       string
+	Components []*ElementRef
+}
+
+// ElementRef is one position in a segment or composite.
+type ElementRef struct {
+	Element   *Element   // nil when Composite is set
+	Composite *Composite // nil for a simple element
+	Usage     Usage
+	Repeat    int // maximum repetitions (005010+); 1 when not repeatable
+	// Codes overrides Element.Codes for this position (a subset), or nil.
+	Codes map[string]string
+	// Since is the first version ("005010") in which this position exists; ""
+	// means all versions.
+	Since string
+}
+
+// SyntaxRule is an X12 segment syntax note such as P0102 or C0405.
+type SyntaxRule struct {
+	Kind      byte  // P paired, R required, E exclusion, C conditional, L list conditional
+	Positions []int // 1-based element positions
+	Text      string
+}
+
+// Segment is a segment definition from the dictionary.
+type Segment struct {
+	ID       string
+	Name     string
+	Elements []*ElementRef
+	Syntax   []SyntaxRule
+}
+
+// Node is one entry of a transaction set's structure: a segment or a loop.
+type Node struct {
+	Segment *Segment // set for a segment entry
+	Loop    *Loop    // set for a loop entry
+	Usage   Usage
+	Max     int // maximum use (segment) or repeat (loop); 0 = unbounded (>1)
+	// Pos is the standard position number ("0100"), informational.
+	Pos string
+}
+
+// Tag is the segment tag that starts this node.
+func (n *Node) Tag() string {
+	if n.Loop != nil {
+		return n.Loop.Children[0].Segment.ID
+	}
+	return n.Segment.ID
+}
+
+// Loop is a loop: its first child is the loop's leading segment.
+type Loop struct {
+	ID       string // loop identifier as written in AK303/IK303, e.g. "N1", "PO1", "HL"
+	Children []*Node
+}
+
+// Set is one transaction set in one version.
+type Set struct {
+	ID              string // "850"
+	Name            string
+	FunctionalGroup string // GS01 code, e.g. "PO"
+	Version         string // "004010" or "005010"
+	Root            *Loop  // pseudo-loop holding ST .. SE; Root.ID == ""
+	// HL is true when the set nests HL loops by HL02 (856).
+	HL bool
+}

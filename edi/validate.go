@@ -1,0 +1,639 @@
+package edi
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/edigw/edigw/edi/spec"
+)
+
+// frame is one open loop instance while a set is matched against its spec.
+type frame struct {
+	loop   *spec.Loop
+	idx    int   // index of the child matched last
+	counts []int // uses of each child in this instance
+	node   *Node // tree instance, when building trees
+}
+
+// validator matches the segments of one transaction set against its spec,
+// checks their elements, and optionally builds the loop tree. It is reused
+// from set to set so that a long stream allocates little.
+type validator struct {
+	dict   *spec.Dictionary
+	set    *spec.Set
+	res    *SetResult
+	family string
+	stack  []frame
+	tags   map[string]bool // every segment tag the set's spec uses
+
+	buildTree bool
+	tb        treeBuilder
+	hl        map[string]*Node // HL01 -> instance (856)
+	hlSeen    map[string]bool  // HL01 values (without trees)
+
+	segErrs int
+	elems   []Finding // element findings of the current segment
+	parts   [][]byte
+}
+
+var setTags sync.Map // *spec.Set -> map[string]bool
+
+func tagsOf(s *spec.Set) map[string]bool {
+	if m, ok := setTags.Load(s); ok {
+		return m.(map[string]bool)
+	}
+	m := map[string]bool{}
+	var walk func(l *spec.Loop)
+	walk = func(l *spec.Loop) {
+		for _, c := range l.Children {
+			if c.Loop != nil {
+				walk(c.Loop)
+			} else {
+				m[c.Segment.ID] = true
+			}
+		}
+	}
+	walk(s.Root)
+	setTags.Store(s, m)
+	return m
+}
+
+func (v *validator) reset(dict *spec.Dictionary, s *spec.Set, res *SetResult, tree bool, family string) {
+	v.dict, v.set, v.res, v.family = dict, s, res, family
+	v.segErrs = 0
+	v.buildTree = tree && s != nil
+	v.stack = v.stack[:0]
+	clear(v.hl)
+	clear(v.hlSeen)
+	if s == nil {
+		return
+	}
+	v.tags = tagsOf(s)
+	if v.buildTree {
+		v.tb.reset()
+	}
+	v.push(s.Root, v.tb.root())
+	v.stack[0].idx, v.stack[0].counts[0] = -1, 0
+}
+
+func (v *validator) push(l *spec.Loop, n *Node) {
+	if len(v.stack) < cap(v.stack) {
+		v.stack = v.stack[:len(v.stack)+1]
+	} else {
+		v.stack = append(v.stack, frame{})
+	}
+	f := &v.stack[len(v.stack)-1]
+	f.loop, f.idx, f.node = l, 0, n
+	if cap(f.counts) < len(l.Children) {
+		f.counts = make([]int, len(l.Children))
+	}
+	f.counts = f.counts[:len(l.Children)]
+	clear(f.counts)
+	f.counts[0] = 1
+}
+
+func (v *validator) add(f Finding) {
+	if len(v.res.Findings) < maxFindingsPerSet {
+		v.res.Findings = append(v.res.Findings, f)
+	}
+}
+
+func (v *validator) segFinding(seg *Segment, code, loopID, msg string) Finding {
+	return Finding{Level: LevelSegment, Code: code, Pos: seg.Pos, SegmentID: seg.TagString(), LoopID: loopID, Msg: msg}
+}
+
+// loopID is the identifier reported in AK303 for segments of this frame.
+func loopID(f *frame) string { return f.loop.ID }
+
+// segment matches one segment of the set (ST and SE included).
+func (v *validator) segment(seg *Segment) {
+	if v.set == nil {
+		return
+	}
+	tag := seg.Tag()
+	// Search the innermost open loop first, then its parents: X12 matching.
+	for d := len(v.stack) - 1; d >= 0; d-- {
+		f := &v.stack[d]
+		from := max(f.idx, 0)
+		if d > 0 && from == 0 {
+			from = 1 // the leading segment again means a new loop instance, decided by the parent
+		}
+		for j := from; j < len(f.loop.Children); j++ {
+			c := f.loop.Children[j]
+			if c.Tag() != string(tag) {
+				continue
+			}
+			v.matched(seg, d, j)
+			return
+		}
+	}
+	v.unmatched(seg)
+}
+
+func (v *validator) matched(seg *Segment, d, j int) {
+	// Close the loops above d, then account for what was skipped at d.
+	for len(v.stack)-1 > d {
+		v.closeFrame(seg, &v.stack[len(v.stack)-1], len(v.stack[len(v.stack)-1].loop.Children))
+		v.stack = v.stack[:len(v.stack)-1]
+	}
+	f := &v.stack[d]
+	if j != f.idx {
+		v.missing(seg, f, f.idx+1, j)
+		f.idx = j
+	}
+	f.counts[j]++
+	c := f.loop.Children[j]
+	over := c.Max > 0 && f.counts[j] > c.Max
+	if c.Loop == nil {
+		if over {
+			v.add(v.segFinding(seg, SegOverMaxUse, loopID(f), fmt.Sprintf("%s used %d times, at most %d allowed here", c.Segment.ID, f.counts[j], c.Max)))
+			v.segErrs++
+			return
+		}
+		v.checkSegment(seg, c.Segment, loopID(f))
+		if v.buildTree {
+			v.tb.addSegment(f.node, seg, c.Segment)
+		}
+		return
+	}
+	// A new instance of a child loop.
+	if over {
+		v.add(v.segFinding(seg, SegLoopOverMax, c.Loop.ID, fmt.Sprintf("loop %s occurs %d times, at most %d allowed", c.Loop.ID, f.counts[j], c.Max)))
+		v.segErrs++
+	}
+	var n *Node
+	if v.buildTree {
+		n = v.tb.newLoop(c.Loop.ID + "_loop")
+	}
+	v.push(c.Loop, n)
+	lead := c.Loop.Children[0].Segment
+	ok := v.checkSegment(seg, lead, c.Loop.ID)
+	if lead.ID == "HL" && v.set.HL {
+		v.hlLink(seg, f, n, ok)
+	} else if v.buildTree {
+		v.tb.addLoop(f.node, n)
+	}
+	if v.buildTree {
+		v.tb.addSegment(n, seg, lead)
+	}
+}
+
+// hlLink nests an HL loop instance under the instance named by HL02.
+func (v *validator) hlLink(seg *Segment, f *frame, n *Node, ok bool) {
+	id, parent := seg.Value(1), seg.Value(2)
+	if v.hlSeen == nil {
+		v.hlSeen, v.hl = map[string]bool{}, map[string]*Node{}
+	}
+	bad := func(el int, ref, msg string) {
+		v.add(v.segFinding(seg, SegElementErrors, "HL", msg))
+		v.add(Finding{Level: LevelElement, Code: ElBadCode, Pos: seg.Pos, SegmentID: "HL", LoopID: "HL", Element: el,
+			ElementRef: ref, Value: clip(seg.Element(el)), Msg: msg})
+		v.segErrs++
+	}
+	switch {
+	case !ok:
+	case v.hlSeen[id]:
+		bad(1, "628", fmt.Sprintf("HL01 %q is used twice in the set", id))
+	case parent != "" && !v.hlSeen[parent]:
+		bad(2, "734", fmt.Sprintf("HL02 parent %q is not an HL01 defined before this HL", parent))
+	case parent == id:
+		bad(2, "734", fmt.Sprintf("HL02 %q refers to itself", parent))
+	}
+	v.hlSeen[id] = true
+	if n != nil {
+		n.ID = "HL_" + seg.Value(3)
+		v.hl[id] = n
+		if p := v.hl[parent]; p != nil && parent != id {
+			v.tb.addLoop(p, n)
+		} else {
+			v.tb.addLoop(f.node, n)
+		}
+	}
+}
+
+// missing reports mandatory children of f in [from, to) that were not used.
+func (v *validator) missing(seg *Segment, f *frame, from, to int) {
+	for k := from; k < to; k++ {
+		c := f.loop.Children[k]
+		if c.Usage == spec.Mandatory && f.counts[k] == 0 {
+			msg := fmt.Sprintf("mandatory segment %s is missing before %s", c.Tag(), seg.Tag())
+			if c.Loop != nil {
+				msg = fmt.Sprintf("mandatory loop %s is missing before %s", c.Loop.ID, seg.Tag())
+			}
+			fd := v.segFinding(seg, SegMandatory, loopID(f), msg)
+			fd.SegmentID = c.Tag()
+			v.add(fd)
+			v.segErrs++
+		}
+	}
+}
+
+func (v *validator) closeFrame(seg *Segment, f *frame, to int) {
+	v.missing(seg, f, f.idx+1, to)
+}
+
+// unmatched classifies a segment that fits nowhere from the current state.
+func (v *validator) unmatched(seg *Segment) {
+	tag := seg.Tag()
+	top := &v.stack[len(v.stack)-1]
+	code, msg := SegUnexpected, fmt.Sprintf("segment %s is not expected here", tag)
+	switch {
+	case v.dict.Segment(string(tag)) == nil:
+		code, msg = SegUnrecognized, fmt.Sprintf("segment ID %q is not an X12 segment", tag)
+	case !v.tags[string(tag)]:
+		code, msg = SegNotInSet, fmt.Sprintf("segment %s is not defined in transaction set %s", tag, v.set.ID)
+	default:
+		for d := len(v.stack) - 1; d >= 0; d-- {
+			f := &v.stack[d]
+			for j := 0; j < f.idx && j < len(f.loop.Children); j++ {
+				if c := f.loop.Children[j]; c.Loop == nil && c.Segment.ID == string(tag) {
+					code, msg = SegOutOfSequence, fmt.Sprintf("segment %s is out of sequence (it belongs before %s)", tag, f.loop.Children[f.idx].Tag())
+				}
+			}
+		}
+	}
+	v.add(v.segFinding(seg, code, loopID(top), msg))
+	v.segErrs++
+}
+
+// finish closes the open loops at the end of the set.
+func (v *validator) finish(sawSE bool) {
+	if v.set == nil {
+		return
+	}
+	v.stack = v.stack[:0]
+}
+
+func (v *validator) tree() *Node {
+	if !v.buildTree {
+		return nil
+	}
+	return v.tb.root()
+}
+
+// checkSegment validates the elements of a matched segment and reports them
+// under one segment finding (AK3 code 8). It returns true when they are valid.
+func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) bool {
+	v.elems = v.elems[:0]
+	n := seg.Len()
+	for i, ref := range def.Elements {
+		pos := i + 1
+		var val []byte
+		if pos <= n {
+			val = seg.Element(pos)
+		}
+		v.checkElement(seg, pos, ref, val)
+	}
+	// Elements beyond the definition: empty trailing ones are tolerated.
+	for pos := len(def.Elements) + 1; pos <= n; pos++ {
+		if len(seg.Element(pos)) > 0 {
+			v.elemErr(seg, pos, 0, 0, "", ElTooMany, seg.Element(pos), fmt.Sprintf("%s has %d elements, at most %d defined", def.ID, n, len(def.Elements)))
+			break
+		}
+	}
+	v.checkSyntax(seg, def)
+	if len(v.elems) == 0 {
+		return true
+	}
+	v.add(v.segFinding(seg, SegElementErrors, loop, fmt.Sprintf("%d data element error(s)", len(v.elems))))
+	for _, f := range v.elems {
+		f.LoopID = loop
+		v.add(f)
+	}
+	v.segErrs++
+	return false
+}
+
+func clip(b []byte) string {
+	if len(b) > 99 {
+		b = b[:99]
+	}
+	return string(b)
+}
+
+func (v *validator) elemErr(seg *Segment, pos, comp, rep int, ref, code string, val []byte, msg string) {
+	if len(v.elems) >= 99 { // AK4 may repeat 99 times
+		return
+	}
+	v.elems = append(v.elems, Finding{Level: LevelElement, Code: code, Pos: seg.Pos, SegmentID: seg.TagString(),
+		Element: pos, Component: comp, Repetition: rep, ElementRef: ref, Value: clip(val), Msg: msg})
+}
+
+func (v *validator) checkElement(seg *Segment, pos int, ref *spec.ElementRef, val []byte) {
+	name := fmt.Sprintf("%s%02d", seg.Tag(), pos)
+	id := refID(ref)
+	if len(val) == 0 {
+		if ref.Usage == spec.Mandatory {
+			v.elemErr(seg, pos, 0, 0, id, ElMandatory, nil, name+" is mandatory")
+		}
+		return
+	}
+	if ref.Usage == spec.NotUsed {
+		v.elemErr(seg, pos, 0, 0, id, ElTooMany, val, name+" must not be used")
+		return
+	}
+	d := seg.delim
+	reps := 1
+	if d.Repetition != 0 {
+		reps = countByte(val, d.Repetition) + 1
+	}
+	if reps > max(ref.Repeat, 1) {
+		v.elemErr(seg, pos, 0, 0, id, v.code(ElTooManyReps), val, fmt.Sprintf("%s repeats %d times, at most %d allowed", name, reps, max(ref.Repeat, 1)))
+		return
+	}
+	for r := 1; r <= reps; r++ {
+		rv := val
+		if reps > 1 {
+			rv = nth(val, d.Repetition, r)
+		}
+		rp := 0
+		if reps > 1 {
+			rp = r
+		}
+		if ref.Composite == nil {
+			if countByte(rv, d.Component) > 0 {
+				v.elemErr(seg, pos, 0, rp, id, v.code(ElTooManyComps), rv, fmt.Sprintf("%s is a simple element but contains the component separator %q", name, d.Component))
+				continue
+			}
+			if code, msg := checkValue(ref.Element, ref.Codes, rv); code != "" {
+				v.elemErr(seg, pos, 0, rp, id, code, rv, name+" "+msg)
+			}
+			continue
+		}
+		v.parts = seg.Components(v.parts[:0], rv)
+		comps := ref.Composite.Components
+		if len(v.parts) > len(comps) {
+			v.elemErr(seg, pos, len(comps)+1, rp, id, v.code(ElTooManyComps), rv, fmt.Sprintf("%s (%s) has %d components, at most %d defined", name, ref.Composite.ID, len(v.parts), len(comps)))
+			continue
+		}
+		for k, cref := range comps {
+			var cv []byte
+			if k < len(v.parts) {
+				cv = v.parts[k]
+			}
+			cname := fmt.Sprintf("%s-%d", name, k+1)
+			if len(cv) == 0 {
+				if cref.Usage == spec.Mandatory {
+					v.elemErr(seg, pos, k+1, rp, refID(cref), ElMandatory, nil, cname+" is mandatory")
+				}
+				continue
+			}
+			if code, msg := checkValue(cref.Element, cref.Codes, cv); code != "" {
+				v.elemErr(seg, pos, k+1, rp, refID(cref), code, cv, cname+" "+msg)
+			}
+		}
+	}
+}
+
+// code maps element codes that 004010 does not have to their nearest
+// 004010 meaning: a delimiter where none may be is an invalid character.
+func (v *validator) code(c string) string {
+	if v.family == "004010" && (c == ElTooManyComps || c == ElTooManyReps) {
+		return ElBadCharacter
+	}
+	return c
+}
+
+func refID(r *spec.ElementRef) string {
+	if r.Element != nil {
+		return r.Element.ID
+	}
+	return "" // AK402 carries data element numbers only
+}
+
+func countByte(b []byte, c byte) int {
+	n := 0
+	for _, x := range b {
+		if x == c {
+			n++
+		}
+	}
+	return n
+}
+
+// checkSyntax applies the segment's syntax rules (P, R, E, C, L).
+func (v *validator) checkSyntax(seg *Segment, def *spec.Segment) {
+	has := func(p int) bool { return len(seg.Element(p)) > 0 }
+	ref := func(p int) string {
+		if p-1 < len(def.Elements) {
+			return refID(def.Elements[p-1])
+		}
+		return ""
+	}
+	name := func(p int) string { return fmt.Sprintf("%s%02d", def.ID, p) }
+	for _, r := range def.Syntax {
+		ps := r.Positions
+		switch r.Kind {
+		case 'P': // all or none
+			n := 0
+			for _, p := range ps {
+				if has(p) {
+					n++
+				}
+			}
+			if n > 0 && n < len(ps) {
+				for _, p := range ps {
+					if !has(p) {
+						v.elemErr(seg, p, 0, 0, ref(p), ElConditional, nil, fmt.Sprintf("%s is required when any of %s is present (%s)", name(p), r.Text, r.Text))
+					}
+				}
+			}
+		case 'R': // at least one
+			n := 0
+			for _, p := range ps {
+				if has(p) {
+					n++
+				}
+			}
+			if n == 0 {
+				v.elemErr(seg, ps[0], 0, 0, ref(ps[0]), ElConditional, nil, fmt.Sprintf("at least one of the elements in %s is required", r.Text))
+			}
+		case 'E': // at most one
+			seen := 0
+			for _, p := range ps {
+				if has(p) {
+					seen++
+					if seen > 1 {
+						v.elemErr(seg, p, 0, 0, ref(p), ElExclusion, seg.Element(p), fmt.Sprintf("%s must not be present together with the others in %s", name(p), r.Text))
+					}
+				}
+			}
+		case 'C': // if first, then all others
+			if has(ps[0]) {
+				for _, p := range ps[1:] {
+					if !has(p) {
+						v.elemErr(seg, p, 0, 0, ref(p), ElConditional, nil, fmt.Sprintf("%s is required when %s is present (%s)", name(p), name(ps[0]), r.Text))
+					}
+				}
+			}
+		case 'L': // if first, then at least one other
+			if has(ps[0]) {
+				n := 0
+				for _, p := range ps[1:] {
+					if has(p) {
+						n++
+					}
+				}
+				if n == 0 {
+					v.elemErr(seg, ps[1], 0, 0, ref(ps[1]), ElConditional, nil, fmt.Sprintf("one of the elements after %s is required when it is present (%s)", name(ps[0]), r.Text))
+				}
+			}
+		}
+	}
+}
+
+// checkValue validates one simple value against its element definition and
+// returns an AK403 code and a message, or "" when it is valid.
+func checkValue(el *spec.Element, codes map[string]string, v []byte) (string, string) {
+	if el == nil {
+		return "", ""
+	}
+	n := len(v)
+	switch el.Type {
+	case "DT":
+		if !digitsB(v) {
+			return ElBadDate, fmt.Sprintf("%q is not a date", v)
+		}
+	case "TM":
+		if !digitsB(v) {
+			return ElBadTime, fmt.Sprintf("%q is not a time", v)
+		}
+	case "R":
+		var ok bool
+		n, ok = realDigits(v)
+		if !ok {
+			return ElBadCharacter, fmt.Sprintf("%q is not a decimal number", v)
+		}
+	case "B":
+		return "", ""
+	case "AN", "ID":
+		for _, c := range v {
+			if c < 0x20 || c > 0x7e {
+				return ElBadCharacter, fmt.Sprintf("%q contains the invalid character %q", v, c)
+			}
+		}
+	default: // Nn
+		d := v
+		if len(d) > 0 && d[0] == '-' {
+			d = d[1:]
+		}
+		if !digitsB(d) {
+			return ElBadCharacter, fmt.Sprintf("%q is not a number (type %s)", v, el.Type)
+		}
+		n = len(d)
+	}
+	if el.Type == "ID" {
+		if c := codes; c == nil {
+			codes = el.Codes
+		}
+		if codes != nil {
+			if _, ok := codes[string(v)]; !ok {
+				return ElBadCode, fmt.Sprintf("%q is not a valid code for data element %s (%s)", v, el.ID, el.Name)
+			}
+			return "", ""
+		}
+	}
+	if n < el.Min {
+		return ElTooShort, fmt.Sprintf("%q is shorter than the minimum length %d", v, el.Min)
+	}
+	if n > el.Max {
+		return ElTooLong, fmt.Sprintf("%q is longer than the maximum length %d", v, el.Max)
+	}
+	switch el.Type {
+	case "DT":
+		if !validDate(v) {
+			return ElBadDate, fmt.Sprintf("%q is not a valid date", v)
+		}
+	case "TM":
+		if !validTime(v) {
+			return ElBadTime, fmt.Sprintf("%q is not a valid time", v)
+		}
+	}
+	return "", ""
+}
+
+func digitsB(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// realDigits checks an R value (optional sign, digits, one decimal point,
+// optional exponent) and returns its length as X12 counts it (without sign
+// and decimal point).
+func realDigits(v []byte) (int, bool) {
+	n, dot, i := 0, false, 0
+	if i < len(v) && v[i] == '-' {
+		i++
+	}
+	for ; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c >= '0' && c <= '9':
+			n++
+		case c == '.' && !dot:
+			dot = true
+		case (c == 'E' || c == 'e') && n > 0 && i+1 < len(v):
+			rest := v[i+1:]
+			if rest[0] == '-' {
+				rest = rest[1:]
+			}
+			if !digitsB(rest) {
+				return 0, false
+			}
+			return n, true
+		default:
+			return 0, false
+		}
+	}
+	return n, n > 0
+}
+
+// validDate checks CCYYMMDD (8 digits) or YYMMDD (6 digits).
+func validDate(v []byte) bool {
+	if !digitsB(v) {
+		return false
+	}
+	var y, m, d int
+	switch len(v) {
+	case 8:
+		y = atoi(v[:4])
+		v = v[4:]
+	case 6:
+		y = 2000 + atoi(v[:2]) // only the leap-year rule depends on the century
+		v = v[2:]
+	default:
+		return false
+	}
+	m, d = atoi(v[:2]), atoi(v[2:4])
+	if m < 1 || m > 12 || d < 1 {
+		return false
+	}
+	days := [13]int{0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[m]
+	if m == 2 && (y%4 == 0 && (y%100 != 0 || y%400 == 0)) {
+		days = 29
+	}
+	return d <= days
+}
+
+// validTime checks HHMM, HHMMSS and HHMMSSd..d.
+func validTime(v []byte) bool {
+	if !digitsB(v) || len(v) < 4 || len(v) == 5 || len(v) > 8 {
+		return false
+	}
+	if atoi(v[:2]) > 23 || atoi(v[2:4]) > 59 {
+		return false
+	}
+	return len(v) < 6 || atoi(v[4:6]) <= 59
+}
+
+func atoi(b []byte) int {
+	n := 0
+	for _, c := range b {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
