@@ -93,8 +93,8 @@ func WriteAck(out io.Writer, ic *Interchange, opt AckOptions) (bool, error) {
 		usage = "P"
 	}
 	if err := w.BeginInterchange(ISAHeader{
-		SenderQualifier: fixed(ic.ReceiverQualifier, 2), SenderID: ic.ReceiverID,
-		ReceiverQualifier: fixed(ic.SenderQualifier, 2), ReceiverID: ic.SenderID,
+		SenderQualifier: fixed(ic.ReceiverQualifier, 2), SenderID: fixed(ic.ReceiverID, 15),
+		ReceiverQualifier: fixed(ic.SenderQualifier, 2), ReceiverID: fixed(ic.SenderID, 15),
 		Date: t.Format("060102"), Time: t.Format("1504"), Version: version,
 		Control: ctl, Usage: usage,
 	}); err != nil {
@@ -172,7 +172,8 @@ func ackDelimiters(ic *Interchange, opt AckOptions, version string) Delimiters {
 	return d
 }
 
-// fixed keeps a qualifier usable in a fixed-width ISA field.
+// fixed cuts a value to a fixed-width ISA field (a partner's over-long ID
+// cannot be echoed whole).
 func fixed(s string, n int) string {
 	if len(s) > n {
 		return s[:n]

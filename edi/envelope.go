@@ -72,6 +72,7 @@ var isaFields = [16]isaField{
 // checkISA validates the ISA's fixed fields and delimiters. The first bad
 // field decides TA105; all are listed as findings.
 func checkISA(ic *Interchange, seg *Segment) {
+	d := seg.delim
 	fail := func(code, msg string) { ic.fail(seg.Pos, code, msg) }
 	if n := len(seg.Raw()) + 1; n != 106 {
 		// The field-width checks below say which field is off.
@@ -83,11 +84,13 @@ func checkISA(ic *Interchange, seg *Segment) {
 			}
 		}()
 	}
+	if c := d.Component; isAlnum(c) || c == ' ' || c == d.Element || c == d.Segment || (d.Repetition != 0 && c == d.Repetition) {
+		fail(TA1BadComponentSep, fmt.Sprintf("ISA16 component separator %q is not valid", c))
+	}
 	if seg.Len() != 16 {
 		fail(TA1BadControlStructure, fmt.Sprintf("ISA has %d elements, not 16", seg.Len()))
 		return
 	}
-	d := seg.delim
 	for i, f := range isaFields {
 		v := seg.Value(i + 1)
 		name := fmt.Sprintf("ISA%02d", i+1)
@@ -112,9 +115,6 @@ func checkISA(ic *Interchange, seg *Segment) {
 		} else if d.Repetition == 0 {
 			fail(TA1BadStandardsID, fmt.Sprintf("ISA11 %q is not a valid repetition separator in version %s", isa11, ver))
 		}
-	}
-	if c := d.Component; isAlnum(c) || c == ' ' || c == d.Element || c == d.Segment || (d.Repetition != 0 && c == d.Repetition) {
-		fail(TA1BadComponentSep, fmt.Sprintf("ISA16 component separator %q is not valid", c))
 	}
 }
 
@@ -146,7 +146,8 @@ func checkGS(ic *Interchange, g *Group, seg *Segment) {
 			bad(fmt.Sprintf("GS%02d %q must be %d-%d characters", i+2, v, w[0], w[1]))
 		}
 	}
-	if d := seg.Element(4); len(d) != 8 || !validDate(d) {
+	// GS04 is CCYYMMDD from version 004010 on, YYMMDD before.
+	if d := seg.Element(4); !validDate(d) || len(d) == 6 && g.Version >= "004" {
 		bad(fmt.Sprintf("GS04 %q is not a CCYYMMDD date", d))
 	}
 	if t := seg.Element(5); len(t) < 4 || len(t) > 8 || !validTime(t) {

@@ -28,6 +28,9 @@ type Interchange struct {
 	Findings   []Finding
 	Tolerances []Tolerance
 	Groups     []*Group // completed groups, in order
+	// TA1 holds interchange acknowledgements received in this interchange
+	// (they stand between ISA and the first GS).
+	TA1      []Segment
 	groupIDs   map[string]bool
 }
 
@@ -244,6 +247,11 @@ func (p *processor) segment(seg *Segment, rd *Reader) {
 		return
 	}
 	switch {
+	case p.g == nil && string(tag) == "TA1" && len(p.ic.Groups) == 0:
+		p.ic.TA1 = append(p.ic.TA1, seg.Clone())
+		if seg.Len() != 5 || len(seg.Element(1)) != 9 || !digitsB(seg.Element(1)) {
+			p.ic.fail(seg.Pos, TA1BadContent, fmt.Sprintf("malformed TA1 segment %q", seg.Raw()))
+		}
 	case p.set != nil:
 		p.set.count++
 		p.val.segment(seg)
@@ -424,6 +432,9 @@ func (p *processor) endSet(se *Segment, pos Position) {
 	res.Segments = st.count
 	p.val.finish(se != nil)
 	res.Status = "A"
+	if !p.g.supported {
+		res.Status = "R" // not validated: the group's version or functional id is not supported
+	}
 	for _, f := range res.Findings {
 		if f.Level == LevelSet || f.Level == LevelSegment {
 			res.Status = "R"

@@ -391,7 +391,7 @@ func (r *Reader) readISA() (*Segment, error) {
 				break
 			}
 		}
-		if n > 0 && bytes.IndexByte(b[4:104], es) != 99 { // only the fixed ones
+		if n > 0 && bytes.Count(b[:104], []byte{es}) != 16 { // only the fixed ones
 			n = -1
 		}
 	}

@@ -275,6 +275,9 @@ func (v *validator) tree() *Node {
 // under one segment finding (AK3 code 8). It returns true when they are valid.
 func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) bool {
 	v.elems = v.elems[:0]
+	if def.ID == "ST" || def.ID == "SE" {
+		return true // the envelope checks own ST and SE (AK5 codes 3, 4, 7)
+	}
 	n := seg.Len()
 	for i, ref := range def.Elements {
 		pos := i + 1

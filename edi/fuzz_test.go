@@ -1,0 +1,119 @@
+package edi
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// addSeeds adds every test file as a fuzz seed (the committed corpus under
+// testdata/fuzz adds the inputs the fuzzer found interesting).
+func addSeeds(f *testing.F) {
+	for _, dir := range []string{"testdata/valid", "testdata/defects", "testdata/public"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.edi"))
+		for _, name := range files {
+			data, err := os.ReadFile(name)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+}
+
+// FuzzReader: the reader never panics, never loops, and every segment it
+// returns is the bytes at its reported offset.
+func FuzzReader(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rd := NewReader(bytes.NewReader(data))
+		rd.MaxSegment = 4096
+		for i := 0; ; i++ {
+			s, err := rd.Next()
+			if err != nil {
+				var se *SyntaxError
+				if err != io.EOF && !errors.As(err, &se) && !errors.Is(err, ErrNotX12) {
+					t.Fatalf("unexpected error type %T: %v", err, err)
+				}
+				return
+			}
+			if i > len(data) {
+				t.Fatal("more segments than bytes")
+			}
+			if s.Pos.Offset < 0 || s.Pos.Offset+int64(len(s.Raw())) > int64(len(data)) {
+				t.Fatalf("offset %d out of range", s.Pos.Offset)
+			}
+			if !bytes.Equal(data[s.Pos.Offset:s.Pos.Offset+int64(len(s.Raw()))], s.Raw()) {
+				t.Fatalf("segment bytes %q are not at offset %d", s.Raw(), s.Pos.Offset)
+			}
+			for e := 0; e <= s.Len()+1; e++ {
+				s.Element(e)
+				s.Component(e, 2)
+				s.Repetition(e, 2)
+			}
+		}
+	})
+}
+
+// FuzzProcess: envelope checks, validation and the tree builder never panic,
+// and the tree renders as JSON.
+func FuzzProcess(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var buf []byte
+		Process(bytes.NewReader(data), Options{Tree: true, MaxSegment: 4096, OnSet: func(ic *Interchange, g *Group, s *Set) {
+			if s.Tree != nil {
+				buf = s.Tree.AppendJSON(buf[:0])
+			}
+		}})
+	})
+}
+
+// FuzzAck: whatever the input, writing its acknowledgement succeeds and the
+// ack's own structure reads back sound. The ack may echo values the partner
+// got wrong (its ISA13, qualifiers, GS01, ST02), so element errors in echoed
+// values are allowed; envelope, count and control-number errors are not.
+func FuzzAck(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var out bytes.Buffer
+		ao := AckOptions{Now: fixedNow, Control: func() (int64, error) { return 1, nil }}
+		Process(bytes.NewReader(data), Options{MaxSegment: 4096, OnInterchange: func(ic *Interchange) {
+			out.Reset()
+			ok, err := WriteAck(&out, ic, ao)
+			if err != nil {
+				t.Fatalf("WriteAck: %v", err)
+			}
+			if !ok {
+				return
+			}
+			Process(bytes.NewReader(out.Bytes()), Options{OnInterchange: func(ack *Interchange) {
+				for _, f := range ack.Findings {
+					switch f.Code {
+					case TA1ControlMismatch, TA1BadGroupCount, TA1BadControlStructure, TA1PrematureEOF, TA1BadElementSeparator, TA1BadComponentSep:
+						t.Fatalf("ack envelope broken: %v\n%q", f, out.String())
+					case TA1BadContent:
+						if !strings.Contains(f.Msg, "malformed TA1") {
+							t.Fatalf("ack envelope broken: %v\n%q", f, out.String())
+						}
+					}
+				}
+			}, OnGroup: func(_ *Interchange, g *Group) {
+				if len(g.Findings) > 0 {
+					t.Fatalf("ack group broken: %v\n%q", g.Findings, out.String())
+				}
+				for _, s := range g.Sets {
+					for _, f := range s.Findings {
+						if f.Level == LevelSet || f.Level == LevelSegment && f.Code != SegElementErrors {
+							t.Fatalf("ack set broken: %v\n%q", f, out.String())
+						}
+					}
+				}
+			}})
+		}})
+	})
+}
