@@ -1,0 +1,140 @@
+package edi
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+)
+
+func parseTree(t *testing.T, data []byte) []map[string]any {
+	t.Helper()
+	var out bytes.Buffer
+	jw := NewJSONWriter(&out)
+	var opt Options
+	jw.Hook(&opt)
+	if err := Process(bytes.NewReader(data), opt); err != nil {
+		t.Fatal(err)
+	}
+	if err := jw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Interchanges []struct {
+			Groups []struct {
+				Sets []struct {
+					Tree map[string]any `json:"tree"`
+				} `json:"sets"`
+			} `json:"groups"`
+		} `json:"interchanges"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, out.String())
+	}
+	var trees []map[string]any
+	for _, ic := range doc.Interchanges {
+		for _, g := range ic.Groups {
+			for _, s := range g.Sets {
+				trees = append(trees, s.Tree)
+			}
+		}
+	}
+	return trees
+}
+
+// path walks keys through the first array element at each step.
+func path(t *testing.T, v any, keys ...string) any {
+	t.Helper()
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			t.Fatalf("at %q: not an object: %v", k, v)
+		}
+		arr, ok := m[k].([]any)
+		if !ok || len(arr) == 0 {
+			t.Fatalf("no %q in %v", k, m)
+		}
+		v = arr[0]
+	}
+	return v
+}
+
+func TestTree856Hierarchy(t *testing.T) {
+	data, _ := os.ReadFile("testdata/valid/856-004010.edi")
+	trees := parseTree(t, data)
+	if len(trees) != 1 {
+		t.Fatalf("%d sets", len(trees))
+	}
+	tr := trees[0]
+	ship := path(t, tr, "HL_S").(map[string]any)
+	if ref := path(t, ship, "REF").(map[string]any); ref["REF02"] != "BOL-55501" {
+		t.Errorf("shipment REF: %v", ref)
+	}
+	orders := ship["HL_O"].([]any)
+	packs := orders[0].(map[string]any)["HL_P"].([]any)
+	if len(orders) != 1 || len(packs) != 2 {
+		t.Fatalf("orders %d packs %d", len(orders), len(packs))
+	}
+	items := packs[0].(map[string]any)["HL_I"].([]any)
+	if len(items) != 2 || len(packs[1].(map[string]any)["HL_I"].([]any)) != 1 {
+		t.Fatalf("items per pack wrong: %v", packs)
+	}
+	lin := path(t, items[1], "LIN").(map[string]any)
+	if lin["LIN03"] != "012345678912" || lin["pos"] != float64(18) {
+		t.Errorf("second item LIN: %v", lin)
+	}
+	// Loops other than HL carry the _loop suffix; ST and SE are in the root.
+	n1 := ship["N1_loop"].([]any)
+	if len(n1) != 2 || path(t, n1[1], "N1").(map[string]any)["N101"] != "ST" {
+		t.Errorf("N1 loops: %v", n1)
+	}
+	if _, ok := tr["ST"]; !ok {
+		t.Error("ST missing from the root")
+	}
+	if _, ok := tr["CTT"]; !ok { // a plain segment in the 856 summary (a loop in the 850)
+		t.Errorf("CTT missing: %v", tr)
+	}
+}
+
+// HL nesting follows HL02 to any depth, whatever the level codes.
+func TestTreeHLAnyDepth(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("ST*856*0001~BSN*00*X*20240101*1200~")
+	levels := []string{"S", "O", "T", "P", "I", "I", "I"}
+	for i, lv := range levels {
+		parent := ""
+		if i > 0 {
+			parent = string(rune('0' + i))
+		}
+		b.WriteString("HL*" + string(rune('1'+i)) + "*" + parent + "*" + lv + "~")
+	}
+	b.WriteString("SE*10*0001~")
+	data := isa401 + "GS*SH*A*B*20240101*1200*1*X*004010~" + b.String() + "GE*1*1~IEA*1*000000001~"
+	trees := parseTree(t, []byte(data))
+	v := any(trees[0])
+	for _, lv := range levels {
+		v = path(t, v, "HL_"+lv)
+	}
+	if hl := path(t, v, "HL").(map[string]any); hl["HL01"] != "7" || hl["HL02"] != "6" {
+		t.Errorf("deepest HL: %v", hl)
+	}
+}
+
+func TestTreeCompositesAndRepetitions(t *testing.T) {
+	data := isa501 + "GS*PO*A*B*20240101*1200*1*X*005010~ST*850*0001~BEG*00*SA*P1**20240101~REF*ZZ*A**BM:1:CN:2~" +
+		"PO1*1*1*EA*1**VN*X~CTT*1~SE*6*0001~GE*1*1~IEA*1*000000001~"
+	trees := parseTree(t, []byte(data))
+	ref := path(t, trees[0], "REF").(map[string]any)
+	comp, ok := ref["REF04"].([]any)
+	if !ok || len(comp) != 4 || comp[0] != "BM" || comp[3] != "2" {
+		t.Errorf("REF04 composite: %#v", ref["REF04"])
+	}
+	if _, ok := ref["REF03"]; ok {
+		t.Error("empty elements must be left out")
+	}
+	po1 := path(t, trees[0], "PO1_loop", "PO1").(map[string]any)
+	if po1["PO107"] != "X" || po1["pos"] != float64(4) {
+		t.Errorf("PO1: %v", po1)
+	}
+}
