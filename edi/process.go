@@ -31,7 +31,7 @@ type Interchange struct {
 	// TA1 holds interchange acknowledgements received in this interchange
 	// (they stand between ISA and the first GS).
 	TA1      []Segment
-	groupIDs   map[string]bool
+	groupIDs map[string]bool
 }
 
 // Rejected reports whether the interchange envelope is bad.

@@ -22,9 +22,9 @@ var publicCases = map[string]struct {
 	// UTF-8 BOM, tabs, unpadded ISA fields: ISA02 is the first bad field.
 	"edinet__x12.810a.edi": {ta1: "R 011", ack: []string{"TA1*000000001*030910*1059*R*011~"}},
 	// ISA16 is missing, so by position the component separator is '~' and
-	// the terminator LF; the last IEA has no LF, and every GE/SE control
-	// number ends in the component separator.
-	"edinet__x12.850.issue135.edi": {ta1: "R 023", finding: []string{`GE02 "1~" does not match GS06 "1"`, "premature end of data"}},
+	// the terminator LF: every GE/SE/IEA control number ends in the
+	// component separator (the last IEA, lacking its LF, is still read).
+	"edinet__x12.850.issue135.edi": {ta1: "R 001", finding: []string{`GE02 "1~" does not match GS06 "1"`, `IEA02 "000000001~" does not match ISA13`}},
 	// NBSP padding makes ISA02 12 bytes; its IEA02 also differs from ISA13.
 	"edinet__x12.850a.edi":  {ta1: "R 011", finding: []string{`IEA02 "000000001" does not match ISA13 "000000055"`}, echoesInvalid: true},
 	"node-x12__850.edi":     {ta1: "A 000", ack: []string{"AK1*PO*1421~", "AK2*850*000000010~", "AK5*A~", "AK9*A*1*1*1~"}},

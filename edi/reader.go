@@ -468,6 +468,15 @@ func (r *Reader) readSegment() (*Segment, error) {
 				return nil, r.errorf(start, "segment longer than %d bytes without terminator %q", r.MaxSegment, r.delim.Segment)
 			}
 			rest := r.buf[r.beg:r.end]
+			// A complete IEA cut off only by the end of the file is taken as
+			// it is (the end of data ends it), and reported.
+			if len(rest) > 4 && string(rest[:3]) == "IEA" && rest[3] == r.delim.Element && !bytes.ContainsAny(rest, "\r\n") {
+				r.tolerances = append(r.tolerances, Tolerance{Pos: Position{Offset: start, Segment: r.nseg + 1, ISA13: r.pos.ISA13},
+					Msg: fmt.Sprintf("last segment IEA has no terminator %q; the end of data ends it", r.delim.Segment)})
+				seg, err := r.split(rest, start)
+				r.beg = r.end
+				return seg, err
+			}
 			return nil, r.errorf(start, "premature end of data: last segment %q has no terminator %q", rest[:min(len(rest), 40)], r.delim.Segment)
 		}
 		scan = r.beg + done

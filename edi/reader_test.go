@@ -127,6 +127,16 @@ func TestReaderErrorsCarryPositions(t *testing.T) {
 	}
 }
 
+func TestReaderFinalIEAWithoutTerminator(t *testing.T) {
+	segs, rd, err := readAll(t, strings.NewReader(isa401+"GS*PO*A*B*20240101*1200*1*X*004010~GE*0*1~IEA*1*000000001"))
+	if err != nil || len(segs) != 4 || segs[3].Value(2) != "000000001" {
+		t.Fatalf("err %v, %d segments", err, len(segs))
+	}
+	if tol := rd.Tolerances(); len(tol) != 1 || !strings.Contains(tol[0].Msg, "IEA has no terminator") {
+		t.Errorf("not reported: %+v", tol)
+	}
+}
+
 func TestReaderMaxSegment(t *testing.T) {
 	in := isa401 + "GS*" + strings.Repeat("A", 5000) + "~"
 	rd := NewReader(strings.NewReader(in))
