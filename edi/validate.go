@@ -290,7 +290,7 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 	// Elements beyond the definition: empty trailing ones are tolerated.
 	for pos := len(def.Elements) + 1; pos <= n; pos++ {
 		if len(seg.Element(pos)) > 0 {
-			v.elemErr(seg, pos, 0, 0, "", ElTooMany, seg.Element(pos), fmt.Sprintf("%s has %d elements, at most %d defined", def.ID, n, len(def.Elements)))
+			v.elemErr(seg, pos, 0, 0, "", ElTooMany, seg.Element(pos), fmt.Sprintf("is beyond the %d elements %s defines", len(def.Elements), def.ID))
 			break
 		}
 	}
@@ -318,21 +318,24 @@ func (v *validator) elemErr(seg *Segment, pos, comp, rep int, ref, code string, 
 	if len(v.elems) >= 99 { // AK4 may repeat 99 times
 		return
 	}
+	name := fmt.Sprintf("%s%02d", seg.Tag(), pos)
+	if comp > 0 {
+		name += fmt.Sprintf("-%d", comp)
+	}
 	v.elems = append(v.elems, Finding{Level: LevelElement, Code: code, Pos: seg.Pos, SegmentID: seg.TagString(),
-		Element: pos, Component: comp, Repetition: rep, ElementRef: ref, Value: clip(val), Msg: msg})
+		Element: pos, Component: comp, Repetition: rep, ElementRef: ref, Value: clip(val), Msg: name + " " + msg})
 }
 
 func (v *validator) checkElement(seg *Segment, pos int, ref *spec.ElementRef, val []byte) {
-	name := fmt.Sprintf("%s%02d", seg.Tag(), pos)
 	id := refID(ref)
 	if len(val) == 0 {
 		if ref.Usage == spec.Mandatory {
-			v.elemErr(seg, pos, 0, 0, id, ElMandatory, nil, name+" is mandatory")
+			v.elemErr(seg, pos, 0, 0, id, ElMandatory, nil, "is mandatory")
 		}
 		return
 	}
 	if ref.Usage == spec.NotUsed {
-		v.elemErr(seg, pos, 0, 0, id, ElTooMany, val, name+" must not be used")
+		v.elemErr(seg, pos, 0, 0, id, ElTooMany, val, "must not be used")
 		return
 	}
 	d := seg.delim
@@ -341,7 +344,7 @@ func (v *validator) checkElement(seg *Segment, pos int, ref *spec.ElementRef, va
 		reps = countByte(val, d.Repetition) + 1
 	}
 	if reps > max(ref.Repeat, 1) {
-		v.elemErr(seg, pos, 0, 0, id, v.code(ElTooManyReps), val, fmt.Sprintf("%s repeats %d times, at most %d allowed", name, reps, max(ref.Repeat, 1)))
+		v.elemErr(seg, pos, 0, 0, id, v.code(ElTooManyReps), val, fmt.Sprintf("repeats %d times, at most %d allowed", reps, max(ref.Repeat, 1)))
 		return
 	}
 	for r := 1; r <= reps; r++ {
@@ -355,18 +358,18 @@ func (v *validator) checkElement(seg *Segment, pos int, ref *spec.ElementRef, va
 		}
 		if ref.Composite == nil {
 			if countByte(rv, d.Component) > 0 {
-				v.elemErr(seg, pos, 0, rp, id, v.code(ElTooManyComps), rv, fmt.Sprintf("%s is a simple element but contains the component separator %q", name, d.Component))
+				v.elemErr(seg, pos, 0, rp, id, v.code(ElTooManyComps), rv, fmt.Sprintf("is a simple element but contains the component separator %q", d.Component))
 				continue
 			}
 			if code, msg := checkValue(ref.Element, ref.Codes, rv); code != "" {
-				v.elemErr(seg, pos, 0, rp, id, code, rv, name+" "+msg)
+				v.elemErr(seg, pos, 0, rp, id, code, rv, msg)
 			}
 			continue
 		}
 		v.parts = seg.Components(v.parts[:0], rv)
 		comps := ref.Composite.Components
 		if len(v.parts) > len(comps) {
-			v.elemErr(seg, pos, len(comps)+1, rp, id, v.code(ElTooManyComps), rv, fmt.Sprintf("%s (%s) has %d components, at most %d defined", name, ref.Composite.ID, len(v.parts), len(comps)))
+			v.elemErr(seg, pos, len(comps)+1, rp, id, v.code(ElTooManyComps), rv, fmt.Sprintf("(%s) has %d components, at most %d defined", ref.Composite.ID, len(v.parts), len(comps)))
 			continue
 		}
 		for k, cref := range comps {
@@ -374,15 +377,14 @@ func (v *validator) checkElement(seg *Segment, pos int, ref *spec.ElementRef, va
 			if k < len(v.parts) {
 				cv = v.parts[k]
 			}
-			cname := fmt.Sprintf("%s-%d", name, k+1)
 			if len(cv) == 0 {
 				if cref.Usage == spec.Mandatory {
-					v.elemErr(seg, pos, k+1, rp, refID(cref), ElMandatory, nil, cname+" is mandatory")
+					v.elemErr(seg, pos, k+1, rp, refID(cref), ElMandatory, nil, "is mandatory")
 				}
 				continue
 			}
 			if code, msg := checkValue(cref.Element, cref.Codes, cv); code != "" {
-				v.elemErr(seg, pos, k+1, rp, refID(cref), code, cv, cname+" "+msg)
+				v.elemErr(seg, pos, k+1, rp, refID(cref), code, cv, msg)
 			}
 		}
 	}
@@ -437,7 +439,7 @@ func (v *validator) checkSyntax(seg *Segment, def *spec.Segment) {
 			if n > 0 && n < len(ps) {
 				for _, p := range ps {
 					if !has(p) {
-						v.elemErr(seg, p, 0, 0, ref(p), ElConditional, nil, fmt.Sprintf("%s is required when any of %s is present (%s)", name(p), r.Text, r.Text))
+						v.elemErr(seg, p, 0, 0, ref(p), ElConditional, nil, fmt.Sprintf("is required when any element of %s is present", r.Text))
 					}
 				}
 			}
@@ -449,7 +451,7 @@ func (v *validator) checkSyntax(seg *Segment, def *spec.Segment) {
 				}
 			}
 			if n == 0 {
-				v.elemErr(seg, ps[0], 0, 0, ref(ps[0]), ElConditional, nil, fmt.Sprintf("at least one of the elements in %s is required", r.Text))
+				v.elemErr(seg, ps[0], 0, 0, ref(ps[0]), ElConditional, nil, fmt.Sprintf("or another element of %s is required", r.Text))
 			}
 		case 'E': // at most one
 			seen := 0
@@ -457,7 +459,7 @@ func (v *validator) checkSyntax(seg *Segment, def *spec.Segment) {
 				if has(p) {
 					seen++
 					if seen > 1 {
-						v.elemErr(seg, p, 0, 0, ref(p), ElExclusion, seg.Element(p), fmt.Sprintf("%s must not be present together with the others in %s", name(p), r.Text))
+						v.elemErr(seg, p, 0, 0, ref(p), ElExclusion, seg.Element(p), fmt.Sprintf("must not be present together with another element of %s", r.Text))
 					}
 				}
 			}
@@ -465,7 +467,7 @@ func (v *validator) checkSyntax(seg *Segment, def *spec.Segment) {
 			if has(ps[0]) {
 				for _, p := range ps[1:] {
 					if !has(p) {
-						v.elemErr(seg, p, 0, 0, ref(p), ElConditional, nil, fmt.Sprintf("%s is required when %s is present (%s)", name(p), name(ps[0]), r.Text))
+						v.elemErr(seg, p, 0, 0, ref(p), ElConditional, nil, fmt.Sprintf("is required when %s is present (%s)", name(ps[0]), r.Text))
 					}
 				}
 			}
@@ -478,7 +480,7 @@ func (v *validator) checkSyntax(seg *Segment, def *spec.Segment) {
 					}
 				}
 				if n == 0 {
-					v.elemErr(seg, ps[1], 0, 0, ref(ps[1]), ElConditional, nil, fmt.Sprintf("one of the elements after %s is required when it is present (%s)", name(ps[0]), r.Text))
+					v.elemErr(seg, ps[1], 0, 0, ref(ps[1]), ElConditional, nil, fmt.Sprintf("or another element of %s is required when %s is present", r.Text, name(ps[0])))
 				}
 			}
 		}
