@@ -1,0 +1,478 @@
+package mapping
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edigw/edigw/edi"
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+	"github.com/shopspring/decimal"
+)
+
+// Document is a canonical JSON document.
+type Document = map[string]any
+
+// Env is what a mapping knows about the file it maps.
+type Env struct {
+	FileName string
+	Partner  string
+}
+
+// FieldError is one mapping failure, named by mapping file and line, field
+// path and selector.
+type FieldError struct {
+	File  string
+	Line  int
+	Field string // orders[0].cartons[1].sscc
+	Msg   string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Field, e.Msg)
+}
+
+// DocError holds every failure of one document.
+type DocError struct{ Errs []error }
+
+func (e *DocError) Error() string {
+	s := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		s[i] = err.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// run is the state of one document being mapped.
+type run struct {
+	m       *Map
+	env     Env
+	root    item
+	header  map[string]int
+	rows    [][]string
+	row     []string
+	errs    []error
+	warns   []string
+	scratch []item
+}
+
+func (r *run) fail(f *field, path, format string, args ...any) {
+	r.errs = append(r.errs, &FieldError{File: r.m.File, Line: f.line, Field: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// MapX12 maps one transaction set's loop tree to a canonical document. It
+// returns the document, warnings from checks, and a *DocError listing every
+// failure (the document is then incomplete and must not be delivered).
+func (m *Map) MapX12(tree *edi.Node, env Env) (Document, []string, error) {
+	if m.Source.Format != "x12" || m.Direction != "inbound" {
+		return nil, nil, fmt.Errorf("%s: not an inbound X12 mapping", m.File)
+	}
+	r := &run{m: m, env: env, root: item{node: tree}}
+	return r.finish(r.object(m.fields, r.root, 0, ""))
+}
+
+func (r *run) finish(doc Document) (Document, []string, error) {
+	r.runChecks(doc)
+	if len(r.errs) == 0 && r.m.Target.Schema != "" {
+		if err := ValidateDocument(r.m.Target.Schema, doc); err != nil {
+			r.errs = append(r.errs, fmt.Errorf("%s: output does not satisfy %s: %w", r.m.File, r.m.Target.Schema, err))
+		}
+	}
+	if len(r.errs) > 0 {
+		return doc, r.warns, &DocError{Errs: r.errs}
+	}
+	return doc, r.warns, nil
+}
+
+func (r *run) object(fields []*field, ctx item, index int, prefix string) Document {
+	out := make(Document, len(fields))
+	for _, f := range fields {
+		r.field(f, ctx, index, prefix, out)
+	}
+	return out
+}
+
+func (r *run) exprEnv(ctx item, index int, out Document, lets []letVar, value any) map[string]any {
+	e := map[string]any{"value": value, "index": index, "out": out, "file": map[string]any{"name": r.env.FileName},
+		"partner": r.env.Partner}
+	if r.row != nil {
+		rm := make(map[string]string, len(r.header))
+		for h, i := range r.header {
+			if i < len(r.row) {
+				rm[h] = r.row[i]
+			}
+		}
+		e["row"] = rm
+	}
+	for _, l := range lets {
+		var v any
+		if l.sel != nil {
+			items := l.sel.eval(r.root, ctx, nil)
+			switch len(items) {
+			case 0:
+			case 1:
+				v = items[0].text()
+			default:
+				vs := make([]any, len(items))
+				for i, it := range items {
+					vs[i] = it.text()
+				}
+				v = vs
+			}
+		} else if s, ok := r.cell(l.col); ok {
+			v = s
+		}
+		e[l.name] = v
+	}
+	return e
+}
+
+func (r *run) cell(col string) (string, bool) {
+	i, ok := r.header[col]
+	if !ok || i >= len(r.row) {
+		return "", ok
+	}
+	return r.row[i], true
+}
+
+func (r *run) runExpr(p *vm.Program, env map[string]any) (any, error) {
+	return expr.Run(p, env)
+}
+
+func (r *run) field(f *field, ctx item, index int, prefix string, out Document) {
+	path := prefix + f.name
+	if f.when != nil {
+		ok, err := r.runExpr(f.when, r.exprEnv(ctx, index, out, f.lets, nil))
+		if err != nil {
+			r.fail(f, path, "when: %v", err)
+			return
+		}
+		if b, _ := ok.(bool); !b {
+			return
+		}
+	}
+	if f.object != nil {
+		r.structure(f, ctx, index, path, out)
+		return
+	}
+	raw, found, src := r.raw(f, ctx, path)
+	if r.m.trim {
+		raw = strings.TrimSpace(raw)
+	}
+	if raw == "" && f.def != nil {
+		raw, found = *f.def, true
+	}
+	var val any
+	if raw != "" {
+		if f.lookup != "" {
+			v, ok := r.m.tables[f.lookup][raw]
+			switch {
+			case ok:
+				raw = v
+			case f.def != nil:
+				raw = *f.def
+			default:
+				r.fail(f, path, "%q is not in table %s (from %s)", raw, f.lookup, src)
+				return
+			}
+		}
+		v, err := r.convert(f, ctx, raw)
+		if err != nil {
+			r.fail(f, path, "%v (from %s)", err, src)
+			return
+		}
+		val = v
+	}
+	if f.program != nil {
+		ev := val
+		if d, ok := ev.(json.Number); ok {
+			ev, _ = d.Float64()
+		}
+		v, err := r.runExpr(f.program, r.exprEnv(ctx, index, out, f.lets, ev))
+		if err != nil {
+			r.fail(f, path, "expr: %v", err)
+			return
+		}
+		val = v
+	}
+	if val == nil || val == "" {
+		if f.required {
+			if src != "" && !found {
+				r.fail(f, path, "required (%s matched nothing)", src)
+			} else {
+				r.fail(f, path, "required (empty)")
+			}
+		}
+		if r.m.omitNull || val == nil {
+			return
+		}
+	}
+	out[f.name] = val
+}
+
+// raw reads the field's source value as text.
+func (r *run) raw(f *field, ctx item, path string) (string, bool, string) {
+	switch {
+	case f.konst != nil:
+		return *f.konst, true, ""
+	case f.from != nil:
+		items := f.from.eval(r.root, ctx, r.scratch[:0])
+		r.scratch = items
+		if len(items) == 0 {
+			return "", false, f.src
+		}
+		it := items[0]
+		if f.pair != "" {
+			v := pairValue(it.seg, f.pair)
+			return v, v != "", f.src + " pair " + f.pair
+		}
+		return it.text(), true, f.src
+	case f.col != "":
+		v, ok := r.cell(f.col) // a missing column was reported once, before the rows
+		return v, ok && v != "", "column " + strconv.Quote(f.col)
+	}
+	return "", false, ""
+}
+
+func (r *run) headerNames() string {
+	names := make([]string, len(r.header))
+	for h, i := range r.header {
+		names[i] = strconv.Quote(h)
+	}
+	return strings.Join(names, ", ")
+}
+
+// pairStart is the first qualifier position of the product-ID pairs of
+// segments that carry them (qualifier, value, qualifier, value ...).
+var pairStart = map[string]int{"LIN": 2, "PO1": 6, "IT1": 6, "SLN": 9, "PO4": 0, "SN1": 0, "CTP": 0, "ACK": 7, "PID": 0, "SAC": 0}
+
+// pairValue returns the value paired with qualifier in a LIN/PO1/IT1/SLN/ACK
+// segment, in whatever order the partner sent the pairs.
+func pairValue(seg *edi.Segment, qual string) string {
+	if seg == nil {
+		return ""
+	}
+	start, ok := pairStart[seg.TagString()]
+	if !ok || start == 0 {
+		start = 1
+	}
+	for i := start; i+1 <= seg.Len(); i += 2 {
+		if string(seg.Element(i)) == qual {
+			return string(seg.Element(i + 1))
+		}
+	}
+	return ""
+}
+
+// structure maps object, context and foreach fields.
+func (r *run) structure(f *field, ctx item, index int, path string, out Document) {
+	switch {
+	case f.rows || f.foreach != nil:
+		var list []any
+		if f.rows {
+			saved := r.row
+			for i, row := range r.rows {
+				r.row = row
+				if !r.keep(f, ctx, i, out) {
+					continue
+				}
+				list = append(list, r.object(f.object, ctx, len(list), fmt.Sprintf("%s[%d].", path, i)))
+			}
+			r.row = saved
+		} else {
+			items := f.foreach.eval(r.root, ctx, nil)
+			for i, it := range items {
+				if !r.keep(f, it, i, out) {
+					continue
+				}
+				list = append(list, r.object(f.object, it, len(list), fmt.Sprintf("%s[%d].", path, i)))
+			}
+		}
+		if len(list) == 0 {
+			if f.required {
+				src := "rows"
+				if f.foreach != nil {
+					src = f.foreach.src
+				}
+				r.fail(f, path, "required (%s matched nothing)", src)
+			}
+			if r.m.omitNull {
+				return
+			}
+			list = []any{}
+		}
+		out[f.name] = list
+	case f.context != nil:
+		items := f.context.eval(r.root, ctx, nil)
+		if len(items) == 0 {
+			if f.required {
+				r.fail(f, path, "required (%s matched nothing)", f.context.src)
+			}
+			return
+		}
+		out[f.name] = r.object(f.object, items[0], index, path+".")
+	default:
+		obj := r.object(f.object, ctx, index, path+".")
+		if len(obj) == 0 && r.m.omitNull {
+			if f.required {
+				r.fail(f, path, "required (every field is empty)")
+			}
+			return
+		}
+		out[f.name] = obj
+	}
+}
+
+func (r *run) keep(f *field, it item, i int, out Document) bool {
+	if f.where == nil {
+		return true
+	}
+	v, err := r.runExpr(f.where, r.exprEnv(it, i, out, f.lets, nil))
+	if err != nil {
+		r.fail(f, f.path, "where: %v", err)
+		return false
+	}
+	b, _ := v.(bool)
+	return b
+}
+
+func (r *run) runChecks(doc Document) {
+	for _, ck := range r.m.checks {
+		env := r.exprEnv(r.root, 0, doc, ck.lets, nil)
+		env["doc"] = doc
+		v, err := r.runExpr(ck.program, env)
+		ok, _ := v.(bool)
+		if err == nil && ok {
+			continue
+		}
+		msg := fmt.Sprintf("%s:%d: check %s failed", r.m.File, ck.line, ck.name)
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		if ck.severity == "warn" {
+			r.warns = append(r.warns, msg)
+		} else {
+			r.errs = append(r.errs, fmt.Errorf("%s", msg))
+		}
+	}
+}
+
+// ---- conversions ----
+
+func (r *run) convert(f *field, ctx item, raw string) (any, error) {
+	switch f.typ {
+	case "string":
+		return raw, nil
+	case "int":
+		n, err := strconv.ParseInt(strings.ReplaceAll(raw, ",", ""), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an integer", raw)
+		}
+		return n, nil
+	case "decimal":
+		d, err := decimal.NewFromString(strings.ReplaceAll(raw, ",", ""))
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a decimal number", raw)
+		}
+		if f.scale > 0 {
+			d = d.Shift(int32(-f.scale))
+		}
+		return json.Number(d.String()), nil
+	case "date":
+		t, err := parseDate(raw, f.format)
+		if err != nil {
+			return nil, err
+		}
+		return t.Format("2006-01-02"), nil
+	case "time":
+		t, err := parseTime(raw)
+		if err != nil {
+			return nil, err
+		}
+		if len(raw) == 4 {
+			return t.Format("15:04"), nil
+		}
+		return t.Format("15:04:05"), nil
+	case "datetime":
+		d, err := parseDate(raw, f.format)
+		if err != nil {
+			return nil, err
+		}
+		tm := ""
+		if f.timeFrom != nil {
+			if items := f.timeFrom.eval(r.root, ctx, nil); len(items) > 0 {
+				tm = items[0].text()
+			}
+		} else if f.timeCol != "" {
+			tm, _ = r.cell(f.timeCol)
+		}
+		var clock time.Time
+		if tm != "" {
+			if clock, err = parseTime(tm); err != nil {
+				return nil, err
+			}
+		}
+		t := time.Date(d.Year(), d.Month(), d.Day(), clock.Hour(), clock.Minute(), clock.Second(), 0, f.tz)
+		return t.Format(time.RFC3339), nil
+	case "bool":
+		tv := f.trueValues
+		if tv == nil {
+			tv = []string{"Y", "YES", "TRUE", "T", "1"}
+		}
+		return slices.ContainsFunc(tv, func(s string) bool { return strings.EqualFold(s, raw) }), nil
+	}
+	return raw, nil
+}
+
+// dateLayout turns a CCYY/YYYY/YY/MM/DD format into a Go layout.
+func dateLayout(format string) (string, error) {
+	r := strings.NewReplacer("CCYY", "2006", "YYYY", "2006", "YY", "06", "MM", "01", "DD", "02")
+	l := r.Replace(format)
+	if strings.ContainsAny(l, "ABCEFGHIJKLNOPQRSTUVWXYZ") {
+		return "", fmt.Errorf("%q: use CCYY (or YYYY), YY, MM and DD", format)
+	}
+	return l, nil
+}
+
+func parseDate(raw, format string) (time.Time, error) {
+	var layout string
+	switch {
+	case format != "":
+		layout, _ = dateLayout(format)
+	case len(raw) == 8:
+		layout = "20060102"
+	case len(raw) == 6:
+		layout = "060102"
+	default:
+		return time.Time{}, fmt.Errorf("%q is not a date (CCYYMMDD or YYMMDD)", raw)
+	}
+	t, err := time.Parse(layout, raw)
+	if err != nil {
+		return t, fmt.Errorf("%q is not a date (%s)", raw, orDefault(format, "CCYYMMDD"))
+	}
+	return t, nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func parseTime(raw string) (time.Time, error) {
+	layouts := map[int]string{4: "1504", 6: "150405", 7: "150405", 8: "150405"}
+	l, ok := layouts[len(raw)]
+	if ok && len(raw) > 6 {
+		raw = raw[:6] // decimal seconds are dropped
+	}
+	t, err := time.Parse(l, raw)
+	if !ok || err != nil {
+		return t, fmt.Errorf("%q is not a time (HHMM or HHMMSS)", raw)
+	}
+	return t, nil
+}
