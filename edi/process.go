@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/edigw/edigw/edi/spec"
 )
@@ -143,7 +144,14 @@ type Options struct {
 // set cannot make an acknowledgement (or memory) explode.
 const maxFindingsPerSet = 1000
 
+var procPool = sync.Pool{New: func() any {
+	p := &processor{}
+	p.rd = *NewReader(nil)
+	return p
+}}
+
 type processor struct {
+	rd  Reader
 	opt Options
 	ic  *Interchange
 	g   *Group
@@ -162,8 +170,18 @@ func Process(r io.Reader, opt Options) error {
 	if opt.Dictionary == nil {
 		opt.Dictionary = spec.Default
 	}
-	p := &processor{opt: opt}
-	rd := NewReader(r)
+	// Processors (with their reader buffer, validator stack and tree arenas)
+	// are pooled: a gateway parses many small files, and setting these up
+	// would cost more than parsing a 2 KB purchase order.
+	p := procPool.Get().(*processor)
+	defer func() {
+		p.opt, p.ic, p.g, p.set, p.orphan = Options{}, nil, nil, nil, false
+		p.rd.r = nil
+		procPool.Put(p)
+	}()
+	p.opt = opt
+	rd := &p.rd
+	rd.reset(r)
 	if opt.MaxSegment > 0 {
 		rd.MaxSegment = opt.MaxSegment
 	}

@@ -229,6 +229,11 @@ func NewReader(r io.Reader) *Reader {
 		seg: Segment{ends: make([]int32, 0, 64)}}
 }
 
+// reset makes the reader read from r, keeping its buffers.
+func (r *Reader) reset(in io.Reader) {
+	*r = Reader{r: in, buf: r.buf, MaxSegment: DefaultMaxSegment, seg: Segment{ends: r.seg.ends[:0]}}
+}
+
 // Tolerances returns the deviations accepted so far and clears the list.
 func (r *Reader) Tolerances() []Tolerance {
 	t := r.tolerances

@@ -38,7 +38,8 @@ func (m *Map) MapCSV(in io.Reader, env Env) (Document, []string, error) {
 	if len(records) == 0 {
 		return nil, nil, fmt.Errorf("%s: CSV file is empty (no header row)", env.FileName)
 	}
-	r := &run{m: m, env: env, header: map[string]int{}}
+	r := newRun(m, env)
+	r.header = map[string]int{}
 	for i, h := range records[0] {
 		h = strings.TrimSpace(h)
 		if _, dup := r.header[h]; dup {
@@ -61,5 +62,5 @@ func (m *Map) MapCSV(in io.Reader, env Env) (Document, []string, error) {
 		}
 		r.rows = append(r.rows, rec)
 	}
-	return r.finish(r.object(m.fields, item{}, 0, ""))
+	return r.finish(r.object(m.fields, item{}, 0))
 }

@@ -13,7 +13,7 @@ import (
 
 // The golden tests of the mappings in testdata (856 in, CSV in, 850 out).
 func TestGoldenMappings(t *testing.T) {
-	for _, f := range []string{"testdata/asn-856.yaml", "testdata/inventory.yaml", "testdata/po-850-out.yaml"} {
+	for _, f := range []string{"testdata/asn-856.yaml", "testdata/inventory.yaml", "testdata/po-850-out.yaml", "testdata/po-850-in.yaml"} {
 		m, err := LoadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -99,7 +99,7 @@ func TestSelectors(t *testing.T) {
 				continue
 			}
 			var got []string
-			for _, it := range s.eval(root, root, nil) {
+			for _, it := range s.eval(&evaluator{}, root, root, nil) {
 				got = append(got, it.text())
 			}
 			if strings.Join(got, "|") != strings.Join(c.want, "|") {

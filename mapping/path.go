@@ -333,6 +333,13 @@ func (s *selector) check(set *spec.Set, from sctx) error {
 
 func (c *cond) check(set *spec.Set, at sctx) error {
 	if c.path != nil {
+		for _, st := range c.path.steps {
+			for _, p := range st.preds {
+				if p.cond == nil {
+					return fmt.Errorf("selector %q: an index [%d] cannot be used inside a condition", c.path.src, p.index)
+				}
+			}
+		}
 		if err := c.path.check(set, at); err != nil {
 			return err
 		}
@@ -453,27 +460,37 @@ func childNames(c sctx) string {
 
 // ---- evaluation ----
 
-// eval applies the selector to ctx (or to root when it starts with $$.).
-func (s *selector) eval(root, ctx item, out []item) []item {
-	cur := []item{ctx}
+// evaluator holds scratch space so that selectors allocate nothing per step;
+// one belongs to each document being mapped.
+type evaluator struct {
+	a, b []item
+}
+
+// eval applies the selector to ctx (or to root when it starts with $$.) and
+// appends what it yields to out.
+func (s *selector) eval(e *evaluator, root, ctx item, out []item) []item {
+	cur := append(e.a[:0], ctx)
 	if s.root {
-		cur = []item{root}
+		cur[0] = root
 	}
+	next := e.b[:0]
 	for i := range s.steps {
 		st := &s.steps[i]
-		var next []item
+		next = next[:0]
 		for _, it := range cur {
 			next = st.apply(root, it, next)
 		}
 		for _, p := range st.preds {
 			next = p.filter(root, next)
 		}
-		cur = next
+		cur, next = next, cur
 		if len(cur) == 0 {
 			break
 		}
 	}
-	return append(out, cur...)
+	out = append(out, cur...)
+	e.a, e.b = cur[:0], next[:0]
+	return out
 }
 
 func (st *step) apply(root, it item, out []item) []item {
@@ -486,13 +503,7 @@ func (st *step) apply(root, it item, out []item) []item {
 		if it.seg == nil {
 			return out
 		}
-		var v []byte
-		if st.comp > 0 {
-			v = it.seg.Component(st.elem, st.comp)
-		} else {
-			v = it.seg.Element(st.elem)
-		}
-		if len(v) > 0 {
+		if v := st.value(it.seg); len(v) > 0 {
 			out = append(out, item{val: string(v), isV: true})
 		}
 	case stepChild:
@@ -510,6 +521,13 @@ func (st *step) apply(root, it item, out []item) []item {
 		}
 	}
 	return out
+}
+
+func (st *step) value(seg *edi.Segment) []byte {
+	if st.comp > 0 {
+		return seg.Component(st.elem, st.comp)
+	}
+	return seg.Element(st.elem)
 }
 
 func descend(n *edi.Node, out []item) []item {
@@ -542,29 +560,100 @@ func (p pred) filter(root item, in []item) []item {
 	return out
 }
 
+// visit calls fn for what the selector yields from ctx — an element's bytes,
+// or a loop/segment item — without allocating, and stops when fn returns
+// true. Predicates use it. Index predicates are not supported here (check
+// rejects them inside predicates).
+func (s *selector) visit(root, ctx item, fn func(it item, v []byte) bool) bool {
+	if s.root {
+		ctx = root
+	}
+	return s.visitFrom(root, ctx, 0, fn)
+}
+
+func (s *selector) visitFrom(root, it item, i int, fn func(item, []byte) bool) bool {
+	if i == len(s.steps) {
+		if it.isV {
+			return fn(item{}, []byte(it.val))
+		}
+		return fn(it, nil)
+	}
+	st := &s.steps[i]
+	ok := func(c item) bool {
+		for _, p := range st.preds {
+			if p.cond != nil && !p.cond.test(root, c) {
+				return false
+			}
+		}
+		return true
+	}
+	switch st.kind {
+	case stepElement:
+		if it.seg == nil {
+			return false
+		}
+		v := st.value(it.seg)
+		return len(v) > 0 && i == len(s.steps)-1 && fn(item{}, v)
+	case stepDescend:
+		if it.node == nil {
+			return false
+		}
+		if s.visitFrom(root, it, i+1, fn) {
+			return true
+		}
+		for _, c := range it.node.Items {
+			if c.Loop != nil && s.visitFrom(root, item{node: c.Loop}, i, fn) {
+				return true
+			}
+		}
+	case stepChild:
+		if it.node == nil {
+			return false
+		}
+		for _, c := range it.node.Items {
+			var ci item
+			switch {
+			case c.Loop != nil && c.Loop.ID == st.name:
+				ci = item{node: c.Loop}
+			case c.Loop == nil && string(c.Segment.Tag()) == st.name:
+				ci = item{seg: c.Segment, def: c.Def}
+			default:
+				continue
+			}
+			if ok(ci) && s.visitFrom(root, ci, i+1, fn) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (c *cond) test(root, it item) bool {
 	switch c.op {
 	case "or":
 		return c.l.test(root, it) || c.r.test(root, it)
 	case "and":
 		return c.l.test(root, it) && c.r.test(root, it)
-	}
-	vals := c.path.eval(root, it, nil)
-	if c.op == "exists" {
-		return len(vals) > 0
+	case "exists":
+		return c.path.visit(root, it, func(item, []byte) bool { return true })
 	}
 	// An absent element compares as the empty string.
-	texts := make([]string, 0, max(len(vals), 1))
-	for _, v := range vals {
-		texts = append(texts, v.text())
-	}
-	if len(texts) == 0 {
-		texts = append(texts, "")
-	}
-	match := false
-	for _, t := range texts {
+	seen := false
+	match := c.path.visit(root, it, func(x item, v []byte) bool {
+		seen = true
+		if v == nil {
+			v = []byte(x.text())
+		}
 		for _, want := range c.values {
-			if t == want {
+			if string(v) == want {
+				return true
+			}
+		}
+		return false
+	})
+	if !seen {
+		for _, want := range c.values {
+			if want == "" {
 				match = true
 			}
 		}

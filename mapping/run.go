@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/edigw/edigw/edi"
-	"github.com/expr-lang/expr"
+
 	"github.com/expr-lang/expr/vm"
 	"github.com/shopspring/decimal"
 )
@@ -49,19 +49,49 @@ func (e *DocError) Error() string {
 
 // run is the state of one document being mapped.
 type run struct {
-	m       *Map
-	env     Env
-	root    item
-	header  map[string]int
-	rows    [][]string
-	row     []string
-	errs    []error
-	warns   []string
-	scratch []item
+	m      *Map
+	env    Env
+	root   item
+	header map[string]int
+	rows   [][]string
+	row    []string
+	errs   []error
+	warns  []string
+	ev     evaluator
+	vars   map[string]any // expression environment, reused: see setLets
+	path   []pathElem     // where the field being mapped is, for messages
+	one    []item
+	vm     vm.VM // reused: expr.Run would allocate a VM per call
 }
 
-func (r *run) fail(f *field, path, format string, args ...any) {
-	r.errs = append(r.errs, &FieldError{File: r.m.File, Line: f.line, Field: path, Msg: fmt.Sprintf(format, args...)})
+type pathElem struct {
+	key string
+	idx int // index in a foreach list, -1 otherwise
+}
+
+func newRun(m *Map, env Env) *run {
+	r := &run{m: m, env: env}
+	r.vars = map[string]any{"file": map[string]any{"name": env.FileName}, "partner": env.Partner,
+		"row": map[string]string{}, "doc": nil, "value": nil, "index": 0, "out": nil}
+	return r
+}
+
+func (r *run) pathString() string {
+	var b strings.Builder
+	for i, p := range r.path {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p.key)
+		if p.idx >= 0 {
+			b.WriteString("[" + strconv.Itoa(p.idx) + "]")
+		}
+	}
+	return b.String()
+}
+
+func (r *run) fail(f *field, format string, args ...any) {
+	r.errs = append(r.errs, &FieldError{File: r.m.File, Line: f.line, Field: r.pathString(), Msg: fmt.Sprintf(format, args...)})
 }
 
 // MapX12 maps one transaction set's loop tree to a canonical document. It
@@ -71,8 +101,9 @@ func (m *Map) MapX12(tree *edi.Node, env Env) (Document, []string, error) {
 	if m.Source.Format != "x12" || m.Direction != "inbound" {
 		return nil, nil, fmt.Errorf("%s: not an inbound X12 mapping", m.File)
 	}
-	r := &run{m: m, env: env, root: item{node: tree}}
-	return r.finish(r.object(m.fields, r.root, 0, ""))
+	r := newRun(m, env)
+	r.root = item{node: tree}
+	return r.finish(r.object(m.fields, r.root, 0))
 }
 
 func (r *run) finish(doc Document) (Document, []string, error) {
@@ -88,30 +119,27 @@ func (r *run) finish(doc Document) (Document, []string, error) {
 	return doc, r.warns, nil
 }
 
-func (r *run) object(fields []*field, ctx item, index int, prefix string) Document {
+func (r *run) object(fields []*field, ctx item, index int) Document {
 	out := make(Document, len(fields))
 	for _, f := range fields {
-		r.field(f, ctx, index, prefix, out)
+		r.path = append(r.path, pathElem{key: f.name, idx: -1})
+		r.field(f, ctx, index, out)
+		r.path = r.path[:len(r.path)-1]
 	}
 	return out
 }
 
-func (r *run) exprEnv(ctx item, index int, out Document, lets []letVar, value any) map[string]any {
-	e := map[string]any{"value": value, "index": index, "out": out, "file": map[string]any{"name": r.env.FileName},
-		"partner": r.env.Partner}
-	if r.row != nil {
-		rm := make(map[string]string, len(r.header))
-		for h, i := range r.header {
-			if i < len(r.row) {
-				rm[h] = r.row[i]
-			}
-		}
-		e["row"] = rm
-	}
-	for _, l := range lets {
+// setLets evaluates a field's let: names in its context and puts them in
+// the expression environment for the field and everything nested in it;
+// the returned function restores the outer values.
+func (r *run) setLets(lets []letVar, ctx item) func() {
+	saved := make([]any, len(lets))
+	for i, l := range lets {
+		saved[i] = r.vars[l.name]
 		var v any
 		if l.sel != nil {
-			items := l.sel.eval(r.root, ctx, nil)
+			items := l.sel.eval(&r.ev, r.root, ctx, r.one[:0])
+			r.one = items
 			switch len(items) {
 			case 0:
 			case 1:
@@ -126,9 +154,24 @@ func (r *run) exprEnv(ctx item, index int, out Document, lets []letVar, value an
 		} else if s, ok := r.cell(l.col); ok {
 			v = s
 		}
-		e[l.name] = v
+		r.vars[l.name] = v
 	}
-	return e
+	return func() {
+		for i, l := range lets {
+			r.vars[l.name] = saved[i]
+		}
+	}
+}
+
+func (r *run) setRow(row []string) {
+	r.row = row
+	rm := make(map[string]string, len(r.header))
+	for h, i := range r.header {
+		if i < len(row) {
+			rm[h] = row[i]
+		}
+	}
+	r.vars["row"] = rm
 }
 
 func (r *run) cell(col string) (string, bool) {
@@ -139,16 +182,20 @@ func (r *run) cell(col string) (string, bool) {
 	return r.row[i], true
 }
 
-func (r *run) runExpr(p *vm.Program, env map[string]any) (any, error) {
-	return expr.Run(p, env)
+// runExpr runs an expression with value, index and out set.
+func (r *run) runExpr(p *vm.Program, value any, index int, out Document) (any, error) {
+	r.vars["value"], r.vars["index"], r.vars["out"] = value, index, out
+	return r.vm.Run(p, r.vars)
 }
 
-func (r *run) field(f *field, ctx item, index int, prefix string, out Document) {
-	path := prefix + f.name
+func (r *run) field(f *field, ctx item, index int, out Document) {
+	if len(f.lets) > 0 {
+		defer r.setLets(f.lets, ctx)()
+	}
 	if f.when != nil {
-		ok, err := r.runExpr(f.when, r.exprEnv(ctx, index, out, f.lets, nil))
+		ok, err := r.runExpr(f.when, nil, index, out)
 		if err != nil {
-			r.fail(f, path, "when: %v", err)
+			r.fail(f, "when: %v", err)
 			return
 		}
 		if b, _ := ok.(bool); !b {
@@ -156,10 +203,10 @@ func (r *run) field(f *field, ctx item, index int, prefix string, out Document) 
 		}
 	}
 	if f.object != nil {
-		r.structure(f, ctx, index, path, out)
+		r.structure(f, ctx, index, out)
 		return
 	}
-	raw, found, src := r.raw(f, ctx, path)
+	raw, found, src := r.raw(f, ctx)
 	if r.m.trim {
 		raw = strings.TrimSpace(raw)
 	}
@@ -176,13 +223,13 @@ func (r *run) field(f *field, ctx item, index int, prefix string, out Document) 
 			case f.def != nil:
 				raw = *f.def
 			default:
-				r.fail(f, path, "%q is not in table %s (from %s)", raw, f.lookup, src)
+				r.fail(f, "%q is not in table %s (from %s)", raw, f.lookup, src)
 				return
 			}
 		}
 		v, err := r.convert(f, ctx, raw)
 		if err != nil {
-			r.fail(f, path, "%v (from %s)", err, src)
+			r.fail(f, "%v (from %s)", err, src)
 			return
 		}
 		val = v
@@ -192,9 +239,9 @@ func (r *run) field(f *field, ctx item, index int, prefix string, out Document) 
 		if d, ok := ev.(json.Number); ok {
 			ev, _ = d.Float64()
 		}
-		v, err := r.runExpr(f.program, r.exprEnv(ctx, index, out, f.lets, ev))
+		v, err := r.runExpr(f.program, ev, index, out)
 		if err != nil {
-			r.fail(f, path, "expr: %v", err)
+			r.fail(f, "expr: %v", err)
 			return
 		}
 		val = v
@@ -202,9 +249,9 @@ func (r *run) field(f *field, ctx item, index int, prefix string, out Document) 
 	if val == nil || val == "" {
 		if f.required {
 			if src != "" && !found {
-				r.fail(f, path, "required (%s matched nothing)", src)
+				r.fail(f, "required (%s matched nothing)", src)
 			} else {
-				r.fail(f, path, "required (empty)")
+				r.fail(f, "required (empty)")
 			}
 		}
 		if r.m.omitNull || val == nil {
@@ -215,13 +262,13 @@ func (r *run) field(f *field, ctx item, index int, prefix string, out Document) 
 }
 
 // raw reads the field's source value as text.
-func (r *run) raw(f *field, ctx item, path string) (string, bool, string) {
+func (r *run) raw(f *field, ctx item) (string, bool, string) {
 	switch {
 	case f.konst != nil:
 		return *f.konst, true, ""
 	case f.from != nil:
-		items := f.from.eval(r.root, ctx, r.scratch[:0])
-		r.scratch = items
+		items := f.from.eval(&r.ev, r.root, ctx, r.one[:0])
+		r.one = items
 		if len(items) == 0 {
 			return "", false, f.src
 		}
@@ -269,36 +316,40 @@ func pairValue(seg *edi.Segment, qual string) string {
 }
 
 // structure maps object, context and foreach fields.
-func (r *run) structure(f *field, ctx item, index int, path string, out Document) {
+func (r *run) structure(f *field, ctx item, index int, out Document) {
+	top := len(r.path) - 1
 	switch {
 	case f.rows || f.foreach != nil:
 		var list []any
 		if f.rows {
 			saved := r.row
 			for i, row := range r.rows {
-				r.row = row
+				r.setRow(row)
+				r.path[top].idx = i
 				if !r.keep(f, ctx, i, out) {
 					continue
 				}
-				list = append(list, r.object(f.object, ctx, len(list), fmt.Sprintf("%s[%d].", path, i)))
+				list = append(list, r.object(f.object, ctx, len(list)))
 			}
 			r.row = saved
 		} else {
-			items := f.foreach.eval(r.root, ctx, nil)
+			items := f.foreach.eval(&r.ev, r.root, ctx, nil)
 			for i, it := range items {
+				r.path[top].idx = i
 				if !r.keep(f, it, i, out) {
 					continue
 				}
-				list = append(list, r.object(f.object, it, len(list), fmt.Sprintf("%s[%d].", path, i)))
+				list = append(list, r.object(f.object, it, len(list)))
 			}
 		}
+		r.path[top].idx = -1
 		if len(list) == 0 {
 			if f.required {
 				src := "rows"
 				if f.foreach != nil {
 					src = f.foreach.src
 				}
-				r.fail(f, path, "required (%s matched nothing)", src)
+				r.fail(f, "required (%s matched nothing)", src)
 			}
 			if r.m.omitNull {
 				return
@@ -307,19 +358,20 @@ func (r *run) structure(f *field, ctx item, index int, path string, out Document
 		}
 		out[f.name] = list
 	case f.context != nil:
-		items := f.context.eval(r.root, ctx, nil)
+		items := f.context.eval(&r.ev, r.root, ctx, r.one[:0])
+		r.one = items
 		if len(items) == 0 {
 			if f.required {
-				r.fail(f, path, "required (%s matched nothing)", f.context.src)
+				r.fail(f, "required (%s matched nothing)", f.context.src)
 			}
 			return
 		}
-		out[f.name] = r.object(f.object, items[0], index, path+".")
+		out[f.name] = r.object(f.object, items[0], index)
 	default:
-		obj := r.object(f.object, ctx, index, path+".")
+		obj := r.object(f.object, ctx, index)
 		if len(obj) == 0 && r.m.omitNull {
 			if f.required {
-				r.fail(f, path, "required (every field is empty)")
+				r.fail(f, "required (every field is empty)")
 			}
 			return
 		}
@@ -331,9 +383,9 @@ func (r *run) keep(f *field, it item, i int, out Document) bool {
 	if f.where == nil {
 		return true
 	}
-	v, err := r.runExpr(f.where, r.exprEnv(it, i, out, f.lets, nil))
+	v, err := r.runExpr(f.where, nil, i, out)
 	if err != nil {
-		r.fail(f, f.path, "where: %v", err)
+		r.fail(f, "where: %v", err)
 		return false
 	}
 	b, _ := v.(bool)
@@ -341,10 +393,11 @@ func (r *run) keep(f *field, it item, i int, out Document) bool {
 }
 
 func (r *run) runChecks(doc Document) {
+	r.vars["doc"] = doc
 	for _, ck := range r.m.checks {
-		env := r.exprEnv(r.root, 0, doc, ck.lets, nil)
-		env["doc"] = doc
-		v, err := r.runExpr(ck.program, env)
+		restore := r.setLets(ck.lets, r.root)
+		v, err := r.runExpr(ck.program, nil, 0, doc)
+		restore()
 		ok, _ := v.(bool)
 		if err == nil && ok {
 			continue
@@ -374,6 +427,9 @@ func (r *run) convert(f *field, ctx item, raw string) (any, error) {
 		}
 		return n, nil
 	case "decimal":
+		if f.scale == 0 && plainNumber(raw) {
+			return json.Number(raw), nil
+		}
 		d, err := decimal.NewFromString(strings.ReplaceAll(raw, ",", ""))
 		if err != nil {
 			return nil, fmt.Errorf("%q is not a decimal number", raw)
@@ -404,7 +460,7 @@ func (r *run) convert(f *field, ctx item, raw string) (any, error) {
 		}
 		tm := ""
 		if f.timeFrom != nil {
-			if items := f.timeFrom.eval(r.root, ctx, nil); len(items) > 0 {
+			if items := f.timeFrom.eval(&r.ev, r.root, ctx, nil); len(items) > 0 {
 				tm = items[0].text()
 			}
 		} else if f.timeCol != "" {
@@ -475,4 +531,21 @@ func parseTime(raw string) (time.Time, error) {
 		return t, fmt.Errorf("%q is not a time (HHMM or HHMMSS)", raw)
 	}
 	return t, nil
+}
+
+// plainNumber reports whether s is already a JSON number with no leading
+// zeros, sign or exponent to normalise (the common case: "12.50", "24").
+func plainNumber(s string) bool {
+	dot := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+		case c == '.' && !dot && i > 0 && i < len(s)-1:
+			dot = true
+		default:
+			return false
+		}
+	}
+	return s != "" && (s[0] != '0' || len(s) == 1 || s[1] == '.')
 }
