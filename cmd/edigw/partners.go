@@ -10,7 +10,7 @@ import (
 
 func partnersCmd() *cobra.Command {
 	c := &cobra.Command{Use: "partners", Short: "Check trading-partner profiles (partners/<id>/partner.yaml)"}
-	c.AddCommand(partnersLintCmd())
+	c.AddCommand(partnersLintCmd(), partnersTestCmd())
 	return c
 }
 

@@ -62,3 +62,4 @@ func TestPartnersLint(t *testing.T) {
 		})
 	}
 }
+
