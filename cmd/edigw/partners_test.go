@@ -62,4 +62,3 @@ func TestPartnersLint(t *testing.T) {
 		})
 	}
 }
-

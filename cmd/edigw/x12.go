@@ -13,7 +13,7 @@ import (
 
 func x12Cmd() *cobra.Command {
 	c := &cobra.Command{Use: "x12", Short: "Parse, validate and acknowledge X12 files"}
-	c.AddCommand(x12ParseCmd(), x12ValidateCmd(), x12AckCmd())
+	c.AddCommand(x12ParseCmd(), x12ValidateCmd(), x12AckCmd(), x12BenchCmd(), x12GenCmd())
 	return c
 }
 
