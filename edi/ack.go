@@ -19,6 +19,9 @@ type AckOptions struct {
 	Delimiters *Delimiters
 	// EOL written after each segment terminator ("" by default).
 	EOL string
+	// Functional is the partner's choice of functional acknowledgement:
+	// "997", "999", or "" for 999 on 005010 groups and 997 otherwise.
+	Functional string
 }
 
 // Implementation convention of the 999 that edigw writes.
@@ -57,9 +60,18 @@ func TA1Code(ic *Interchange) (string, string) {
 	return "A", TA1NoError
 }
 
-// uses999 reports whether the group is acknowledged with a 999 (005010) or
-// a 997 (everything else).
-func uses999(g *Group) bool { return g.Family == "005010" }
+// uses999 reports whether the group is acknowledged with a 999 or a 997:
+// the partner's policy when it has one, else 999 for 005010 groups and 997
+// for everything else.
+func (o AckOptions) uses999(g *Group) bool {
+	switch o.Functional {
+	case "997":
+		return false
+	case "999":
+		return true
+	}
+	return g.Family == "005010"
+}
 
 // WriteAck writes the acknowledgement interchange for ic to w and reports
 // whether anything was due. Sender and receiver are swapped, qualifiers kept.
@@ -82,7 +94,7 @@ func WriteAck(out io.Writer, ic *Interchange, opt AckOptions) (bool, error) {
 		version = "00501"
 	}
 	for _, g := range plan.Groups {
-		if uses999(g) {
+		if opt.uses999(g) {
 			version = "00501"
 		}
 	}
@@ -111,20 +123,17 @@ func WriteAck(out io.Writer, ic *Interchange, opt AckOptions) (bool, error) {
 		j := i + 1
 		for j < len(plan.Groups) {
 			g := plan.Groups[j]
-			if uses999(g) != uses999(g0) || g.Sender != g0.Sender || g.Receiver != g0.Receiver {
+			if opt.faVersion(g) != opt.faVersion(g0) || g.Sender != g0.Sender || g.Receiver != g0.Receiver {
 				break
 			}
 			j++
 		}
-		gv := "004010"
-		if uses999(g0) {
-			gv = Ack999Version
-		}
+		gv := opt.faVersion(g0)
 		w.BeginGroup(GSHeader{FunctionalID: "FA", Sender: g0.Receiver, Receiver: g0.Sender,
 			Date: t.Format("20060102"), Time: t.Format("1504"), Control: gctl, Version: gv})
 		gctl++
 		for k, g := range plan.Groups[i:j] {
-			writeFA(w, g, fmt.Sprintf("%04d", k+1))
+			writeFA(w, g, fmt.Sprintf("%04d", k+1), opt.uses999(g))
 		}
 		w.EndGroup()
 		i = j
@@ -172,6 +181,17 @@ func ackDelimiters(ic *Interchange, opt AckOptions, version string) Delimiters {
 	return d
 }
 
+// faVersion is GS08 of the FA group acknowledging g.
+func (o AckOptions) faVersion(g *Group) string {
+	switch {
+	case o.uses999(g):
+		return Ack999Version
+	case g.Family == "005010":
+		return "005010"
+	}
+	return "004010"
+}
+
 // fixed cuts a value to a fixed-width ISA field (a partner's over-long ID
 // cannot be echoed whole).
 func fixed(s string, n int) string {
@@ -182,8 +202,7 @@ func fixed(s string, n int) string {
 }
 
 // writeFA writes one 997 (004010 and others) or 999 (005010) for group g.
-func writeFA(w *Writer, g *Group, control string) {
-	is999 := uses999(g)
+func writeFA(w *Writer, g *Group, control string, is999 bool) {
 	id, impl, seg3, seg4, seg5 := "997", "", "AK3", "AK4", "AK5"
 	if is999 {
 		id, impl, seg3, seg4, seg5 = "999", Ack999Version, "IK3", "IK4", "IK5"

@@ -214,3 +214,14 @@ func TestAckDefectClasses(t *testing.T) {
 		})
 	}
 }
+
+// A 005010 partner whose policy is 997 gets a 997 (with AK103), and the
+// other way round.
+func TestAckPolicyOverride(t *testing.T) {
+	data, _ := os.ReadFile("testdata/valid/855-005010.edi")
+	var out bytes.Buffer
+	Process(bytes.NewReader(data), Options{OnInterchange: func(ic *Interchange) {
+		WriteAck(&out, ic, AckOptions{Now: fixedNow, Functional: "997", Control: func() (int64, error) { return 5, nil }})
+	}})
+	mustContain(t, out.String(), "GS*FA*DISTRIB*SUPPLIERX*20240315*1200*5*X*005010~", "ST*997*0001~", "AK1*PR*104*005010~", "AK5*A~")
+}
