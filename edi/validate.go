@@ -2,6 +2,8 @@ package edi
 
 import (
 	"fmt"
+	"math/bits"
+	"slices"
 	"sync"
 
 	"github.com/edigw/edigw/edi/spec"
@@ -10,6 +12,7 @@ import (
 // frame is one open loop instance while a set is matched against its spec.
 type frame struct {
 	loop   *spec.Loop
+	tags   []string // loop.Tags()
 	idx    int   // index of the child matched last
 	counts []int // uses of each child in this instance
 	node   *Node // tree instance, when building trees
@@ -28,8 +31,7 @@ type validator struct {
 
 	buildTree bool
 	tb        treeBuilder
-	hl        map[string]*Node // HL01 -> instance (856)
-	hlSeen    map[string]bool  // HL01 values (without trees)
+	hl        hlIDs // HL01 values and their instances (856)
 
 	segErrs int
 	elems   []Finding // element findings of the current segment
@@ -63,8 +65,7 @@ func (v *validator) reset(dict *spec.Dictionary, s *spec.Set, res *SetResult, tr
 	v.segErrs = 0
 	v.buildTree = tree && s != nil
 	v.stack = v.stack[:0]
-	clear(v.hl)
-	clear(v.hlSeen)
+	v.hl.reset()
 	if s == nil {
 		return
 	}
@@ -83,7 +84,7 @@ func (v *validator) push(l *spec.Loop, n *Node) {
 		v.stack = append(v.stack, frame{})
 	}
 	f := &v.stack[len(v.stack)-1]
-	f.loop, f.idx, f.node = l, 0, n
+	f.loop, f.tags, f.idx, f.node = l, l.Tags(), 0, n
 	if cap(f.counts) < len(l.Children) {
 		f.counts = make([]int, len(l.Children))
 	}
@@ -118,9 +119,8 @@ func (v *validator) segment(seg *Segment) {
 		if d > 0 && from == 0 {
 			from = 1 // the leading segment again means a new loop instance, decided by the parent
 		}
-		for j := from; j < len(f.loop.Children); j++ {
-			c := f.loop.Children[j]
-			if c.Tag() != string(tag) {
+		for j := from; j < len(f.tags); j++ {
+			if f.tags[j] != string(tag) {
 				continue
 			}
 			v.matched(seg, d, j)
@@ -178,33 +178,114 @@ func (v *validator) matched(seg *Segment, d, j int) {
 	}
 }
 
+// hlIDs records the HL01 values of a set and their tree instances. Numeric
+// ids (nearly all files number HLs 1, 2, 3 ...) index a slice; others fall
+// back to a map, so the common case allocates nothing per HL.
+type hlIDs struct {
+	num   []hlEntry
+	used  int
+	other map[string]hlEntry
+}
+
+type hlEntry struct {
+	seen bool
+	node *Node
+}
+
+func (h *hlIDs) reset() {
+	clear(h.num[:h.used])
+	h.used = 0
+	clear(h.other)
+}
+
+const maxHLIndex = 1 << 20
+
+func hlNumber(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 7 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, n < maxHLIndex
+}
+
+func (h *hlIDs) get(id []byte) hlEntry {
+	if n, ok := hlNumber(id); ok {
+		if n < len(h.num) {
+			return h.num[n]
+		}
+		return hlEntry{}
+	}
+	return h.other[string(id)]
+}
+
+func (h *hlIDs) set(id []byte, e hlEntry) {
+	if n, ok := hlNumber(id); ok {
+		if n >= len(h.num) {
+			h.num = append(h.num, make([]hlEntry, n+1-len(h.num)+len(h.num)/2)...)
+		}
+		h.num[n] = e
+		h.used = max(h.used, n+1)
+		return
+	}
+	if h.other == nil {
+		h.other = map[string]hlEntry{}
+	}
+	h.other[string(id)] = e
+}
+
+// hlName is the tree name of an HL loop by its level code (HL03).
+func hlName(code []byte) string {
+	switch string(code) {
+	case "S":
+		return "HL_S"
+	case "O":
+		return "HL_O"
+	case "P":
+		return "HL_P"
+	case "T":
+		return "HL_T"
+	case "I":
+		return "HL_I"
+	case "F":
+		return "HL_F"
+	}
+	return "HL_" + string(code)
+}
+
 // hlLink nests an HL loop instance under the instance named by HL02.
 func (v *validator) hlLink(seg *Segment, f *frame, n *Node, ok bool) {
-	id, parent := seg.Value(1), seg.Value(2)
-	if v.hlSeen == nil {
-		v.hlSeen, v.hl = map[string]bool{}, map[string]*Node{}
-	}
+	id, parent := seg.Element(1), seg.Element(2)
 	bad := func(el int, ref, msg string) {
 		v.add(v.segFinding(seg, SegElementErrors, "HL", msg))
 		v.add(Finding{Level: LevelElement, Code: ElBadCode, Pos: seg.Pos, SegmentID: "HL", LoopID: "HL", Element: el,
 			ElementRef: ref, Value: clip(seg.Element(el)), Msg: msg})
 		v.segErrs++
 	}
+	self := len(parent) > 0 && string(parent) == string(id)
+	var pe hlEntry
+	if len(parent) > 0 {
+		pe = v.hl.get(parent)
+	}
 	switch {
 	case !ok:
-	case v.hlSeen[id]:
+	case v.hl.get(id).seen:
 		bad(1, "628", fmt.Sprintf("HL01 %q is used twice in the set", id))
-	case parent != "" && !v.hlSeen[parent]:
-		bad(2, "734", fmt.Sprintf("HL02 parent %q is not an HL01 defined before this HL", parent))
-	case parent == id:
+	case self:
 		bad(2, "734", fmt.Sprintf("HL02 %q refers to itself", parent))
+	case len(parent) > 0 && !pe.seen:
+		bad(2, "734", fmt.Sprintf("HL02 parent %q is not an HL01 defined before this HL", parent))
 	}
-	v.hlSeen[id] = true
+	v.hl.set(id, hlEntry{seen: true, node: n})
 	if n != nil {
-		n.ID = "HL_" + seg.Value(3)
-		v.hl[id] = n
-		if p := v.hl[parent]; p != nil && parent != id {
-			v.tb.addLoop(p, n)
+		n.ID = hlName(seg.Element(3))
+		if pe.node != nil && !self {
+			v.tb.addLoop(pe.node, n)
 		} else {
 			v.tb.addLoop(f.node, n)
 		}
@@ -279,25 +360,28 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 		return true // the envelope checks own ST and SE (AK5 codes 3, 4, 7)
 	}
 	n := seg.Len()
+	// Mandatory elements that are absent, then only the present elements:
+	// segments such as LIN define 31 positions and use 3 to 5.
 	for i, ref := range def.Elements {
-		pos := i + 1
-		var val []byte
-		if pos <= n {
-			val = seg.Element(pos)
+		if ref.Usage == spec.Mandatory && (i >= n || seg.ends[i+1]-seg.ends[i] <= 1) {
+			v.elemErr(seg, i+1, 0, 0, refID(ref), ElMandatory, nil, "is mandatory")
 		}
-		v.checkElement(seg, pos, ref, val)
 	}
-	// Elements beyond the definition: empty trailing ones are tolerated.
-	for pos := len(def.Elements) + 1; pos <= n; pos++ {
-		if len(seg.Element(pos)) > 0 {
+	for pos := 1; pos <= n; pos++ {
+		if seg.ends[pos]-seg.ends[pos-1] <= 1 {
+			continue // empty
+		}
+		if pos > len(def.Elements) {
 			v.elemErr(seg, pos, 0, 0, "", ElTooMany, seg.Element(pos), fmt.Sprintf("is beyond the %d elements %s defines", len(def.Elements), def.ID))
 			break
 		}
+		v.checkElement(seg, pos, def.Elements[pos-1], seg.Element(pos))
 	}
 	v.checkSyntax(seg, def)
 	if len(v.elems) == 0 {
 		return true
 	}
+	slices.SortStableFunc(v.elems, func(a, b Finding) int { return a.Element - b.Element })
 	v.add(v.segFinding(seg, SegElementErrors, loop, fmt.Sprintf("%d data element error(s)", len(v.elems))))
 	for _, f := range v.elems {
 		f.LoopID = loop
@@ -327,49 +411,57 @@ func (v *validator) elemErr(seg *Segment, pos, comp, rep int, ref, code string, 
 }
 
 func (v *validator) checkElement(seg *Segment, pos int, ref *spec.ElementRef, val []byte) {
-	id := refID(ref)
 	if len(val) == 0 {
 		if ref.Usage == spec.Mandatory {
-			v.elemErr(seg, pos, 0, 0, id, ElMandatory, nil, "is mandatory")
+			v.elemErr(seg, pos, 0, 0, refID(ref), ElMandatory, nil, "is mandatory")
 		}
 		return
 	}
 	if ref.Usage == spec.NotUsed {
-		v.elemErr(seg, pos, 0, 0, id, ElTooMany, val, "must not be used")
+		v.elemErr(seg, pos, 0, 0, refID(ref), ElTooMany, val, "must not be used")
 		return
 	}
+	// One pass tells whether repetition or component separators occur; the
+	// common case (neither) goes straight to the value check.
 	d := seg.delim
-	reps := 1
-	if d.Repetition != 0 {
-		reps = countByte(val, d.Repetition) + 1
+	reps, comps := 1, 0
+	for _, c := range val {
+		if c == d.Component {
+			comps++
+		} else if c == d.Repetition && d.Repetition != 0 {
+			reps++
+		}
+	}
+	if reps == 1 && comps == 0 && ref.Composite == nil {
+		if code, msg := checkValue(ref.Element, ref.Codes, val); code != "" {
+			v.elemErr(seg, pos, 0, 0, refID(ref), code, val, msg)
+		}
+		return
 	}
 	if reps > max(ref.Repeat, 1) {
-		v.elemErr(seg, pos, 0, 0, id, v.code(ElTooManyReps), val, fmt.Sprintf("repeats %d times, at most %d allowed", reps, max(ref.Repeat, 1)))
+		v.elemErr(seg, pos, 0, 0, refID(ref), v.code(ElTooManyReps), val, fmt.Sprintf("repeats %d times, at most %d allowed", reps, max(ref.Repeat, 1)))
 		return
 	}
 	for r := 1; r <= reps; r++ {
 		rv := val
-		if reps > 1 {
-			rv = nth(val, d.Repetition, r)
-		}
 		rp := 0
 		if reps > 1 {
-			rp = r
+			rv, rp = nth(val, d.Repetition, r), r
 		}
 		if ref.Composite == nil {
 			if countByte(rv, d.Component) > 0 {
-				v.elemErr(seg, pos, 0, rp, id, v.code(ElTooManyComps), rv, fmt.Sprintf("is a simple element but contains the component separator %q", d.Component))
+				v.elemErr(seg, pos, 0, rp, refID(ref), v.code(ElTooManyComps), rv, fmt.Sprintf("is a simple element but contains the component separator %q", d.Component))
 				continue
 			}
 			if code, msg := checkValue(ref.Element, ref.Codes, rv); code != "" {
-				v.elemErr(seg, pos, 0, rp, id, code, rv, msg)
+				v.elemErr(seg, pos, 0, rp, refID(ref), code, rv, msg)
 			}
 			continue
 		}
 		v.parts = seg.Components(v.parts[:0], rv)
 		comps := ref.Composite.Components
 		if len(v.parts) > len(comps) {
-			v.elemErr(seg, pos, len(comps)+1, rp, id, v.code(ElTooManyComps), rv, fmt.Sprintf("(%s) has %d components, at most %d defined", ref.Composite.ID, len(v.parts), len(comps)))
+			v.elemErr(seg, pos, len(comps)+1, rp, refID(ref), v.code(ElTooManyComps), rv, fmt.Sprintf("(%s) has %d components, at most %d defined", ref.Composite.ID, len(v.parts), len(comps)))
 			continue
 		}
 		for k, cref := range comps {
@@ -416,9 +508,18 @@ func countByte(b []byte, c byte) int {
 	return n
 }
 
-// checkSyntax applies the segment's syntax rules (P, R, E, C, L).
+// checkSyntax applies the segment's syntax rules (P, R, E, C, L) with a
+// bitmask of the elements present.
 func (v *validator) checkSyntax(seg *Segment, def *spec.Segment) {
-	has := func(p int) bool { return len(seg.Element(p)) > 0 }
+	if len(def.Syntax) == 0 {
+		return
+	}
+	var present uint64
+	for p := 1; p <= seg.Len() && p < 64; p++ {
+		if seg.ends[p]-seg.ends[p-1] > 1 {
+			present |= 1 << p
+		}
+	}
 	ref := func(p int) string {
 		if p-1 < len(def.Elements) {
 			return refID(def.Elements[p-1])
@@ -428,60 +529,47 @@ func (v *validator) checkSyntax(seg *Segment, def *spec.Segment) {
 	name := func(p int) string { return fmt.Sprintf("%s%02d", def.ID, p) }
 	for _, r := range def.Syntax {
 		ps := r.Positions
+		var mask uint64
+		for _, p := range ps {
+			mask |= 1 << p
+		}
+		got := present & mask
+		first := uint64(1) << ps[0]
 		switch r.Kind {
 		case 'P': // all or none
-			n := 0
-			for _, p := range ps {
-				if has(p) {
-					n++
-				}
-			}
-			if n > 0 && n < len(ps) {
+			if got != 0 && got != mask {
 				for _, p := range ps {
-					if !has(p) {
+					if present&(1<<p) == 0 {
 						v.elemErr(seg, p, 0, 0, ref(p), ElConditional, nil, fmt.Sprintf("is required when any element of %s is present", r.Text))
 					}
 				}
 			}
 		case 'R': // at least one
-			n := 0
-			for _, p := range ps {
-				if has(p) {
-					n++
-				}
-			}
-			if n == 0 {
+			if got == 0 {
 				v.elemErr(seg, ps[0], 0, 0, ref(ps[0]), ElConditional, nil, fmt.Sprintf("or another element of %s is required", r.Text))
 			}
 		case 'E': // at most one
-			seen := 0
-			for _, p := range ps {
-				if has(p) {
-					seen++
-					if seen > 1 {
-						v.elemErr(seg, p, 0, 0, ref(p), ElExclusion, seg.Element(p), fmt.Sprintf("must not be present together with another element of %s", r.Text))
+			if bits.OnesCount64(got) > 1 {
+				seen := 0
+				for _, p := range ps {
+					if present&(1<<p) != 0 {
+						if seen++; seen > 1 {
+							v.elemErr(seg, p, 0, 0, ref(p), ElExclusion, seg.Element(p), fmt.Sprintf("must not be present together with another element of %s", r.Text))
+						}
 					}
 				}
 			}
 		case 'C': // if first, then all others
-			if has(ps[0]) {
+			if got&first != 0 && got != mask {
 				for _, p := range ps[1:] {
-					if !has(p) {
+					if present&(1<<p) == 0 {
 						v.elemErr(seg, p, 0, 0, ref(p), ElConditional, nil, fmt.Sprintf("is required when %s is present (%s)", name(ps[0]), r.Text))
 					}
 				}
 			}
 		case 'L': // if first, then at least one other
-			if has(ps[0]) {
-				n := 0
-				for _, p := range ps[1:] {
-					if has(p) {
-						n++
-					}
-				}
-				if n == 0 {
-					v.elemErr(seg, ps[1], 0, 0, ref(ps[1]), ElConditional, nil, fmt.Sprintf("or another element of %s is required when %s is present", r.Text, name(ps[0])))
-				}
+			if got&first != 0 && got == first {
+				v.elemErr(seg, ps[1], 0, 0, ref(ps[1]), ElConditional, nil, fmt.Sprintf("or another element of %s is required when %s is present", r.Text, name(ps[0])))
 			}
 		}
 	}

@@ -7,6 +7,8 @@
 // copy of a Set without touching the shared dictionary.
 package spec
 
+import "sync"
+
 // Usage is the requirement designator of a segment, loop or element.
 type Usage byte
 
@@ -86,6 +88,21 @@ func (n *Node) Tag() string {
 type Loop struct {
 	ID       string // loop identifier as written in AK303/IK303, e.g. "N1", "PO1", "HL"
 	Children []*Node
+
+	tagsOnce sync.Once
+	tags     []string
+}
+
+// Tags returns the leading segment tag of each child, in order (computed
+// once: the validator compares against it for every segment it reads).
+func (l *Loop) Tags() []string {
+	l.tagsOnce.Do(func() {
+		l.tags = make([]string, len(l.Children))
+		for i, c := range l.Children {
+			l.tags[i] = c.Tag()
+		}
+	})
+	return l.tags
 }
 
 // Set is one transaction set in one version.
