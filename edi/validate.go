@@ -13,9 +13,9 @@ import (
 type frame struct {
 	loop   *spec.Loop
 	tags   []string // loop.Tags()
-	idx    int   // index of the child matched last
-	counts []int // uses of each child in this instance
-	node   *Node // tree instance, when building trees
+	idx    int      // index of the child matched last
+	counts []int    // uses of each child in this instance
+	node   *Node    // tree instance, when building trees
 }
 
 // validator matches the segments of one transaction set against its spec,
