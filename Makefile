@@ -13,6 +13,8 @@ test:
 	gofmt -l . | tee /dev/stderr | (! read -r _)
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	$(GO) run ./cmd/edigw partners lint deploy/examples/partners
+	$(GO) run ./cmd/edigw partners test deploy/examples/partners
 
 run: build
 	@echo "edigw serve arrives with the gateway issue; try: bin/edigw x12 validate FILE"

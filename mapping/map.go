@@ -166,7 +166,7 @@ func (c *compiler) boolean(n *ynode, what string) bool {
 }
 
 func (c *compiler) compile(root *ynode) *Map {
-	m := &Map{File: c.file, trim: true}
+	m := &Map{File: c.file, trim: true, omitNull: true}
 	c.m = m
 	if !c.keys(root, "mapping spec", "mapping", "spec", "partner", "direction", "source", "target", "options", "tables", "output", "checks", "segments", "tests") {
 		return m
@@ -313,7 +313,6 @@ func (c *compiler) options(n *ynode) {
 	if t := n.get("trim"); t != nil {
 		c.m.trim = c.boolean(t, "options.trim")
 	}
-	c.m.omitNull = true
 	if o := n.get("omit_empty"); o != nil {
 		c.m.omitNull = c.boolean(o, "options.omit_empty")
 	}

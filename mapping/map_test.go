@@ -246,6 +246,8 @@ func TestTypesAndFormats(t *testing.T) {
   tm: {from: BSN.BSN04, type: time}
   dec: {from: "HL_S.TD1.TD107", type: decimal}
   implied: {const: "48000", type: decimal, scale: 2}
+  exact: {const: "1234567890123456789", type: decimal, scale: 2}
+  amount: {expr: "out.dec * 2"}
   int: {const: "1,250", type: int}
   yes: {const: "y", type: bool}
   no: {const: "N", type: bool}
@@ -269,7 +271,7 @@ func TestTypesAndFormats(t *testing.T) {
 	want := map[string]any{
 		"d8": "2024-03-20", "d6": "2024-02-29", "dmy": "2026-12-05",
 		"dt": "2024-03-20T14:15:00-05:00", "dtUTC": "2024-03-20T14:15:00Z", "tm": "14:15",
-		"dec": json.Number("42.5"), "implied": json.Number("480"), "int": int64(1250), "yes": true, "no": false,
+		"dec": 42.5, "implied": 480.0, "exact": json.Number("12345678901234567.89"), "amount": 85.0, "int": int64(1250), "yes": true, "no": false,
 		"def": "NONE", "upc": "012345678905", "vendor": "ABC-100", "kg": 19.28,
 	}
 	for k, v := range want {
@@ -282,7 +284,7 @@ func TestTypesAndFormats(t *testing.T) {
 			t.Errorf("%s must be left out, got %v", k, doc[k])
 		}
 	}
-	if doc["lines"] != 15 { // the fields mapped before it at this level
+	if doc["lines"] != 17 { // the fields mapped before it at this level
 		t.Errorf("out has %v entries", doc["lines"])
 	}
 }

@@ -140,10 +140,12 @@ func (r *run) setLets(lets []letVar, ctx item) func() {
 		if l.sel != nil {
 			items := l.sel.eval(&r.ev, r.root, ctx, r.one[:0])
 			r.one = items
-			switch len(items) {
-			case 0:
-			case 1:
-				v = items[0].text()
+			// One element value binds as a string; loops and segments always
+			// bind as a list (so len() counts them), as do several values.
+			switch {
+			case len(items) == 0:
+			case len(items) == 1 && items[0].isV:
+				v = items[0].val
 			default:
 				vs := make([]any, len(items))
 				for i, it := range items {
@@ -427,17 +429,21 @@ func (r *run) convert(f *field, ctx item, raw string) (any, error) {
 		}
 		return n, nil
 	case "decimal":
-		if f.scale == 0 && plainNumber(raw) {
-			return json.Number(raw), nil
+		text := raw
+		if f.scale > 0 || !plainNumber(raw) {
+			d, err := decimal.NewFromString(strings.ReplaceAll(raw, ",", ""))
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a decimal number", raw)
+			}
+			text = d.Shift(int32(-f.scale)).String()
 		}
-		d, err := decimal.NewFromString(strings.ReplaceAll(raw, ",", ""))
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a decimal number", raw)
+		// A float64 when it holds the value exactly (expressions can do
+		// arithmetic with it, out.quantity * out.unitPrice); the exact
+		// decimal text otherwise.
+		if fl, err := strconv.ParseFloat(text, 64); err == nil && sameDecimal(strconv.FormatFloat(fl, 'f', -1, 64), text) {
+			return fl, nil
 		}
-		if f.scale > 0 {
-			d = d.Shift(int32(-f.scale))
-		}
-		return json.Number(d.String()), nil
+		return json.Number(text), nil
 	case "date":
 		t, err := parseDate(raw, f.format)
 		if err != nil {
@@ -548,4 +554,15 @@ func plainNumber(s string) bool {
 		}
 	}
 	return s != "" && (s[0] != '0' || len(s) == 1 || s[1] == '.')
+}
+
+// sameDecimal compares two decimal texts ignoring trailing fractional zeros.
+func sameDecimal(a, b string) bool {
+	trim := func(s string) string {
+		if strings.Contains(s, ".") {
+			s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+		}
+		return s
+	}
+	return trim(a) == trim(b)
 }

@@ -114,7 +114,7 @@ func (m *Map) runInput(path string, opt TestOptions) ([]byte, error) {
 		}
 		return renderJSON(doc)
 	}
-	docs, err := m.MapFile(f, env)
+	docs, _, err := m.MapFile(f, env)
 	if err != nil {
 		return nil, err
 	}
@@ -127,8 +127,9 @@ func (m *Map) runInput(path string, opt TestOptions) ([]byte, error) {
 // MapFile parses an X12 file and maps every transaction set of the
 // mapping's type. A set the X12 validator rejects is an error (the gateway
 // never maps rejected sets either).
-func (m *Map) MapFile(f *os.File, env Env) ([]Document, error) {
+func (m *Map) MapFile(f *os.File, env Env) ([]Document, []string, error) {
 	var docs []Document
+	var warns []string
 	var errs []error
 	err := edi.Process(f, edi.Options{Tree: true, OnSet: func(ic *edi.Interchange, g *edi.Group, s *edi.Set) {
 		if s.ID != m.Source.Transaction {
@@ -143,7 +144,8 @@ func (m *Map) MapFile(f *os.File, env Env) ([]Document, error) {
 			}
 			return
 		}
-		doc, _, err := m.MapX12(s.Tree, env)
+		doc, w, err := m.MapX12(s.Tree, env)
+		warns = append(warns, w...)
 		if err != nil {
 			errs = append(errs, err)
 			return
@@ -158,12 +160,12 @@ func (m *Map) MapFile(f *os.File, env Env) ([]Document, error) {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return docs, errors.Join(errs...)
+		return docs, warns, errors.Join(errs...)
 	}
 	if len(docs) == 0 {
-		return nil, fmt.Errorf("%s: no %s transaction set in the file", env.FileName, m.Source.Transaction)
+		return nil, warns, fmt.Errorf("%s: no %s transaction set in the file", env.FileName, m.Source.Transaction)
 	}
-	return docs, nil
+	return docs, warns, nil
 }
 
 func renderJSON(v any) ([]byte, error) {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -60,5 +62,45 @@ func TestPartnersLint(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
 			}
 		})
+	}
+}
+
+// partners test passes on the shipped examples and fails with a diff when
+// an expectation is wrong; map dry-runs a sample.
+func TestPartnersTestAndMap(t *testing.T) {
+	const examples = "../../deploy/examples/partners"
+	out, errs, code := run(t, "", "partners", "test", examples)
+	if code != 0 || !strings.Contains(out, " 0 failed") || strings.Contains(out, "FAIL") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	dir := t.TempDir()
+	if b, err := exec.Command("cp", "-r", examples+"/northwind-3pl", dir+"/").CombinedOutput(); err != nil {
+		t.Fatal(string(b))
+	}
+	golden := dir + "/northwind-3pl/testdata/inv_20260316_0600.expected.json"
+	data, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(golden, []byte(strings.Replace(string(data), `"onHand": 1250`, `"onHand": 1251`, 1)), 0o644)
+	out, _, code = run(t, "", "partners", "test", dir)
+	if code != 1 || !strings.Contains(out, "FAIL northwind-3pl csv inventory testdata/inv_20260316_0600.csv") || !strings.Contains(out, "1251") || !strings.Contains(out, "1250") {
+		t.Errorf("broken golden: exit %d\n%s", code, out)
+	}
+	out, _, code = run(t, "", "partners", "test", "--update", dir)
+	if code != 0 || !strings.Contains(out, "upd  northwind-3pl") {
+		t.Errorf("--update: exit %d\n%s", code, out)
+	}
+	if b, _ := os.ReadFile(golden); !strings.Contains(string(b), `"onHand": 1250`) {
+		t.Errorf("--update did not rewrite the expectation")
+	}
+
+	out, errs, code = run(t, "", "map", "--dir", examples, "--partner", "acme", examples+"/acme/testdata/856-two-orders.x12")
+	if code != 0 || !strings.Contains(out, `"asnNumber"`) {
+		t.Errorf("map: exit %d\n%s\n%s", code, out, errs)
+	}
+	_, errs, code = run(t, "", "map", "--dir", examples, "--partner", "acme", examples+"/acme/testdata/856-missing-bol.x12")
+	if code != 1 || !strings.Contains(errs, "billOfLading: required (HL_S.REF[REF01='BM'].REF02 matched nothing)") {
+		t.Errorf("map error: exit %d\n%s", code, errs)
 	}
 }

@@ -173,8 +173,11 @@ func mapFile(p *partners.Partner, name string) ([]mapping.Document, error) {
 		if err != nil {
 			return nil, err
 		}
-		got, err := d.Map.MapFile(f, env)
+		got, warns, err := d.Map.MapFile(f, env)
 		f.Close()
+		for _, w := range warns {
+			fmt.Fprintln(os.Stderr, "warning:", w)
+		}
 		if err != nil && !strings.Contains(err.Error(), "no "+d.Set+" transaction set") {
 			errs = append(errs, err)
 		}

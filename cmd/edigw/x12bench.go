@@ -67,7 +67,9 @@ next to two baselines measured the same way on the same machine:
 FILE is read once first (page cache warm-up). Each mode runs --runs times in
 a fresh child process (so that its peak RSS is its own; the modes take turns
 run by run, so that background load hits them alike); the table shows the median MB/s (10^6 bytes per second, file open to
-last segment, process start-up excluded), ns per segment, heap allocations and
+last segment, process start-up excluded), MB per CPU second of the same run
+(user+sys of all threads: steadier than MB/s on a busy machine, but it
+charges the garbage collector's work on other cores), ns per segment, heap allocations and
 bytes allocated per MB of input (runtime.MemStats deltas), the child's peak
 RSS (max of the runs), the ratios to the floor and to the naive split, and
 whether the counts match FILE.meta.json (written by "edigw x12 gen").
@@ -141,9 +143,11 @@ func benchChild(w io.Writer, mode, path, cpuProfile string) error {
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
+	cpu0 := cpuTime()
 	start := time.Now()
 	res, err := benchRun(mode, path)
 	res.elapsed = time.Since(start)
+	cpu := cpuTime() - cpu0
 	runtime.ReadMemStats(&m1)
 	if err != nil {
 		return &exitError{1, fmt.Errorf("%s %s: %w", mode, path, err)}
@@ -152,10 +156,18 @@ func benchChild(w io.Writer, mode, path, cpuProfile string) error {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	el := res.elapsed.Seconds()
-	fmt.Fprintf(w, "peer=%s file=%s bytes=%d segments=%d elements=%d elapsed_s=%.4f mb_s=%.2f peak_rss_kb=%d go=%s allocs=%d alloc_bytes=%d%s\n",
+	fmt.Fprintf(w, "peer=%s file=%s bytes=%d segments=%d elements=%d elapsed_s=%.4f mb_s=%.2f peak_rss_kb=%d go=%s cpu_s=%.4f allocs=%d alloc_bytes=%d%s\n",
 		benchPeerName[mode], path, res.size, res.segments, res.elements, el, float64(res.size)/1e6/el, ru.Maxrss, runtime.Version(),
-		res.allocs, res.allocBytes, res.note)
+		cpu.Seconds(), res.allocs, res.allocBytes, res.note)
 	return nil
+}
+
+// cpuTime is the process's user + system CPU time so far (all threads: the
+// garbage collector's work on other cores counts too).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func benchRun(mode, path string) (benchResult, error) {
@@ -371,6 +383,7 @@ type benchRow struct {
 	mbs       float64 // median
 	min, max  float64
 	nsPerSeg  float64
+	mbCPU     float64 // MB per CPU second (median run)
 	allocsMB  float64
 	kbAllocMB float64
 	rssKB     int64 // max of the runs, from the child's rusage
@@ -394,7 +407,7 @@ func benchParent(cmd *cobra.Command, modes []string, runs int, files []string) e
 		fmt.Fprintf(out, "load average at start: %s\n", strings.Join(strings.Fields(string(la))[:3], " "))
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "file\tmode\tMB/s\tmin-max\tns/seg\tallocs/MB\tKB alloc/MB\tpeak RSS MB\t% floor\t× naive\tcounts\t")
+	fmt.Fprintln(tw, "file\tmode\tMB/s\tmin-max\tMB/cpu-s\tns/seg\tallocs/MB\tKB alloc/MB\tpeak RSS MB\t% floor\t× naive\tcounts\t")
 	var targets []string
 	for _, file := range files {
 		meta := readMeta(file)
@@ -435,8 +448,8 @@ func benchParent(cmd *cobra.Command, modes []string, runs int, files []string) e
 			if i > 0 {
 				fname = ""
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s-%s\t%.1f\t%s\t%s\t%.1f\t%s\t%s\t%s\t\n", fname, mode, fmtMBs(r.mbs), fmtMBs(r.min), fmtMBs(r.max),
-				r.nsPerSeg, fmtNum(r.allocsMB), fmtNum(r.kbAllocMB), float64(r.rssKB)/1024, pf, xn, r.check)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s-%s\t%s\t%.1f\t%s\t%s\t%.1f\t%s\t%s\t%s\t\n", fname, mode, fmtMBs(r.mbs), fmtMBs(r.min), fmtMBs(r.max),
+				fmtMBs(r.mbCPU), r.nsPerSeg, fmtNum(r.allocsMB), fmtNum(r.kbAllocMB), float64(r.rssKB)/1024, pf, xn, r.check)
 		}
 		if t, fl := byMode[modeTokenize], byMode[modeFloor]; t != nil && fl != nil {
 			targets = append(targets, fmt.Sprintf("%s: tokenize = %.0f%% of floor (target >= 40%%): %s", name, 100*t.mbs/fl.mbs, metMissed(t.mbs >= 0.4*fl.mbs)))
@@ -547,6 +560,9 @@ func benchSummary(mode string, rs []benchRun1) *benchRow {
 	row.segments, row.elements = int64(num("segments")), int64(num("elements"))
 	if row.segments > 0 {
 		row.nsPerSeg = num("elapsed_s") * 1e9 / float64(row.segments)
+	}
+	if c := num("cpu_s"); c > 0 {
+		row.mbCPU = mb / c
 	}
 	if mb > 0 {
 		row.allocsMB = num("allocs") / mb
