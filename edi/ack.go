@@ -105,8 +105,8 @@ func WriteAck(out io.Writer, ic *Interchange, opt AckOptions) (bool, error) {
 		usage = "P"
 	}
 	if err := w.BeginInterchange(ISAHeader{
-		SenderQualifier: fixed(ic.ReceiverQualifier, 2), SenderID: fixed(ic.ReceiverID, 15),
-		ReceiverQualifier: fixed(ic.SenderQualifier, 2), ReceiverID: fixed(ic.SenderID, 15),
+		SenderQualifier: w.Safe(fixed(ic.ReceiverQualifier, 2)), SenderID: w.Safe(fixed(ic.ReceiverID, 15)),
+		ReceiverQualifier: w.Safe(fixed(ic.SenderQualifier, 2)), ReceiverID: w.Safe(fixed(ic.SenderID, 15)),
 		Date: t.Format("060102"), Time: t.Format("1504"), Version: version,
 		Control: ctl, Usage: usage,
 	}); err != nil {
@@ -114,7 +114,7 @@ func WriteAck(out io.Writer, ic *Interchange, opt AckOptions) (bool, error) {
 	}
 	if plan.TA1 {
 		a, note := TA1Code(ic)
-		w.Seg("TA1").Els(ic.Control, ic.Date, ic.Time, a, note).End()
+		w.Seg("TA1").Els(w.Safe(ic.Control), w.Safe(ic.Date), w.Safe(ic.Time), a, note).End()
 	}
 	// One GS*FA group per run of groups sharing version kind and addresses.
 	gctl := ctl
@@ -129,7 +129,7 @@ func WriteAck(out io.Writer, ic *Interchange, opt AckOptions) (bool, error) {
 			j++
 		}
 		gv := opt.faVersion(g0)
-		w.BeginGroup(GSHeader{FunctionalID: "FA", Sender: g0.Receiver, Receiver: g0.Sender,
+		w.BeginGroup(GSHeader{FunctionalID: "FA", Sender: w.Safe(g0.Receiver), Receiver: w.Safe(g0.Sender),
 			Date: t.Format("20060102"), Time: t.Format("1504"), Control: gctl, Version: gv})
 		gctl++
 		for k, g := range plan.Groups[i:j] {
@@ -209,16 +209,16 @@ func writeFA(w *Writer, g *Group, control string, is999 bool) {
 	}
 	w.BeginSet(id, control, impl)
 	if is999 || g.Family == "005010" {
-		w.Seg("AK1").Els(g.FunctionalID, g.Control, g.Version).End()
+		w.Seg("AK1").Els(w.Safe(g.FunctionalID), w.Safe(g.Control), w.Safe(g.Version)).End()
 	} else {
-		w.Seg("AK1").Els(g.FunctionalID, g.Control).End()
+		w.Seg("AK1").Els(w.Safe(g.FunctionalID), w.Safe(g.Control)).End()
 	}
 	status := g.Status()
 	if g.supported {
 		for _, s := range g.Sets {
-			ak2 := w.Seg("AK2").Els(s.ID, s.Control)
+			ak2 := w.Seg("AK2").Els(w.Safe(s.ID), w.Safe(s.Control))
 			if is999 {
-				ak2.El(s.ImplRef)
+				ak2.El(w.Safe(s.ImplRef))
 			}
 			ak2.End()
 			writeSegmentErrors(w, g, s, seg3, seg4)
@@ -278,7 +278,7 @@ func writeSegmentErrors(w *Writer, g *Group, s *SetResult, seg3, seg4 string) {
 	for _, f := range s.Findings {
 		switch f.Level {
 		case LevelSegment:
-			w.Seg(seg3).Els(f.SegmentID, strconv.Itoa(f.Pos.InSet), fixedLoop(f.LoopID), f.Code).End()
+			w.Seg(seg3).Els(w.Safe(f.SegmentID), strconv.Itoa(f.Pos.InSet), w.Safe(fixedLoop(f.LoopID)), f.Code).End()
 		case LevelElement:
 			pos := []string{strconv.Itoa(f.Element), "", ""}
 			if f.Component > 0 {

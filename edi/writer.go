@@ -127,6 +127,25 @@ func (w *Writer) checkValue(what, v string, _ bool) {
 	}
 }
 
+// Safe returns v with every delimiter and non-printable byte replaced by
+// '?'. Acknowledgements echo values the partner sent; when those collide
+// with the ack's delimiters the ack must still be writable (and say so).
+func (w *Writer) Safe(v string) string {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < 0x20 || c > 0x7e || c == w.d.Element || c == w.d.Segment || c == w.d.Component || (w.d.Repetition != 0 && c == w.d.Repetition) {
+			b := []byte(v)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; c < 0x20 || c > 0x7e || c == w.d.Element || c == w.d.Segment || c == w.d.Component || (w.d.Repetition != 0 && c == w.d.Repetition) {
+					b[j] = '?'
+				}
+			}
+			return string(b)
+		}
+	}
+	return v
+}
+
 // WriteSegment writes a segment read elsewhere. With the same delimiters the
 // bytes are copied unchanged; otherwise delimiters are translated (and a
 // value containing one of the new delimiters is an error).
