@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edigw/edigw/edi/spec"
 )
 
 var fixedNow = func() time.Time { return time.Date(2024, 3, 15, 12, 0, 0, 0, time.UTC) }
@@ -224,4 +226,38 @@ func TestAckPolicyOverride(t *testing.T) {
 		WriteAck(&out, ic, AckOptions{Now: fixedNow, Functional: "997", Control: func() (int64, error) { return 5, nil }})
 	}})
 	mustContain(t, out.String(), "GS*FA*DISTRIB*SUPPLIERX*20240315*1200*5*X*005010~", "ST*997*0001~", "AK1*PR*104*005010~", "AK5*A~")
+}
+
+// A partner's guide overlay (spec.Dictionary.Apply) is validated like the
+// standard: here BEG02 is restricted to SA and REF is made mandatory.
+func TestPartnerOverlay(t *testing.T) {
+	set, err := spec.Default("004010").Apply(spec.Overlay{Set: "850", Rules: []spec.OverlayRule{
+		{Segment: "BEG", Element: 2, Codes: []string{"SA"}},
+		{Segment: "CUR", Usage: spec.Mandatory},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile("testdata/valid/850-004010.edi")
+	data = bytes.Replace(data, []byte("BEG*00*SA*"), []byte("BEG*00*DS*"), 1)
+	var out bytes.Buffer
+	err = Process(bytes.NewReader(data), Options{
+		Set: func(family, id string) *spec.Set {
+			if family == "004010" && id == "850" {
+				return set
+			}
+			return spec.Default(family).Set(id)
+		},
+		OnInterchange: func(ic *Interchange) { WriteAck(&out, ic, AckOptions{Now: fixedNow, Control: func() (int64, error) { return 1, nil }}) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, out.String(), "AK4*2*92*7*DS~", "AK3*CUR*3**3~", "AK5*R*5~")
+	// The shared dictionary is untouched.
+	out.Reset()
+	Process(bytes.NewReader(data), Options{OnInterchange: func(ic *Interchange) {
+		WriteAck(&out, ic, AckOptions{Now: fixedNow, Control: func() (int64, error) { return 1, nil }})
+	}})
+	mustContain(t, out.String(), "AK5*A~")
 }

@@ -122,6 +122,9 @@ type Options struct {
 	// Dictionary returns the specs for a version family ("004010", "005010");
 	// default spec.Default. Partner overlays plug in here.
 	Dictionary func(family string) *spec.Dictionary
+	// Set, when not nil, returns the spec of a set the dictionary defines:
+	// the partner's guide overlay (spec.Dictionary.Apply) plugs in here.
+	Set func(family, id string) *spec.Set
 	// Tree builds the loop tree of each set (costs memory per set).
 	Tree bool
 	// MaxSegment bounds one segment's size (default DefaultMaxSegment).
@@ -409,17 +412,24 @@ func (p *processor) beginSet(seg *Segment) {
 	if g.supported {
 		dict = p.opt.Dictionary(g.Family)
 	}
+	var set *spec.Set
+	if dict != nil {
+		set = dict.Set(res.ID)
+		if p.opt.Set != nil && set != nil {
+			set = p.opt.Set(g.Family, res.ID)
+		}
+	}
 	switch {
 	case res.ID == "":
 		fail(SetBadIdentifier, "ST01 is missing")
 	case dict == nil:
 		// the group is rejected already (unsupported version or functional id)
-	case dict.Set(res.ID) == nil:
+	case set == nil:
 		fail(SetNotSupported, fmt.Sprintf("transaction set %s is not supported in %s", res.ID, g.Family))
-	case dict.Set(res.ID).FunctionalGroup != g.FunctionalID:
-		fail(SetBadIdentifier, fmt.Sprintf("transaction set %s belongs in a %s group, not %s", res.ID, dict.Set(res.ID).FunctionalGroup, g.FunctionalID))
+	case set.FunctionalGroup != g.FunctionalID:
+		fail(SetBadIdentifier, fmt.Sprintf("transaction set %s belongs in a %s group, not %s", res.ID, set.FunctionalGroup, g.FunctionalID))
 	default:
-		st.spec = dict.Set(res.ID)
+		st.spec = set
 	}
 	p.val.reset(dict, st.spec, res, p.opt.Tree, g.Family)
 	if st.spec != nil {
