@@ -20,8 +20,11 @@ type AckOptions struct {
 	// EOL written after each segment terminator ("" by default).
 	EOL string
 	// Functional is the partner's choice of functional acknowledgement:
-	// "997", "999", or "" for 999 on 005010 groups and 997 otherwise.
+	// "997", "999", "none", or "" for 999 on 005010 groups and 997 otherwise.
 	Functional string
+	// TA1 is the partner's TA1 policy: "always", "on_request" (default:
+	// ISA14 = 1 or a bad envelope), "on_error" or "never".
+	TA1 string
 }
 
 // Implementation convention of the 999 that edigw writes.
@@ -36,12 +39,24 @@ type AckPlan struct {
 // Empty reports whether nothing is due.
 func (p AckPlan) Empty() bool { return !p.TA1 && len(p.Groups) == 0 }
 
-// PlanAck decides what acknowledges ic: a TA1 when ISA14 = 1 or the
-// interchange envelope is bad; a 997/999 for every functional group of an
-// accepted interchange except functional acknowledgements themselves.
-func PlanAck(ic *Interchange) AckPlan {
-	p := AckPlan{TA1: ic.AckRequested || ic.Rejected()}
-	if ic.Rejected() {
+// PlanAck decides what acknowledges ic by default: a TA1 when ISA14 = 1 or
+// the interchange envelope is bad; a 997/999 for every functional group of
+// an accepted interchange except functional acknowledgements themselves.
+func PlanAck(ic *Interchange) AckPlan { return AckOptions{}.Plan(ic) }
+
+// Plan is PlanAck with the partner's policies (TA1, Functional "none").
+func (o AckOptions) Plan(ic *Interchange) AckPlan {
+	p := AckPlan{}
+	switch o.TA1 {
+	case "always":
+		p.TA1 = true
+	case "on_error":
+		p.TA1 = ic.Rejected()
+	case "never":
+	default:
+		p.TA1 = ic.AckRequested || ic.Rejected()
+	}
+	if ic.Rejected() || o.Functional == "none" {
 		return p
 	}
 	for _, g := range ic.Groups {
@@ -76,7 +91,7 @@ func (o AckOptions) uses999(g *Group) bool {
 // WriteAck writes the acknowledgement interchange for ic to w and reports
 // whether anything was due. Sender and receiver are swapped, qualifiers kept.
 func WriteAck(out io.Writer, ic *Interchange, opt AckOptions) (bool, error) {
-	plan := PlanAck(ic)
+	plan := opt.Plan(ic)
 	if plan.Empty() {
 		return false, nil
 	}

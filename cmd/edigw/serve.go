@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/edigw/edigw/gateway"
+	"github.com/edigw/edigw/gateway/erpsink"
+	"github.com/spf13/cobra"
+)
+
+func newLogger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func serveCmd() *cobra.Command {
+	var config string
+	c := &cobra.Command{
+		Use:   "serve [--config gateway.yaml]",
+		Short: "Run the gateway: SFTP listener, pipeline workers, ERP delivery, archive",
+		Long: `Run the gateway. Without --config it runs on embedded defaults: SQLite spool and
+local directories under ./data, SFTP on :2022, the example partners from
+deploy/examples/partners, and a built-in ERP sink on 127.0.0.1:9090 that
+records the documents it receives (see gateway/config.go for every setting).
+SIGINT/SIGTERM stop it gracefully: running stages finish, leases are released.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := gateway.LoadConfig(config)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			g, err := gateway.New(ctx, cfg, newLogger())
+			if err != nil {
+				return &exitError{1, err}
+			}
+			if err := g.Run(ctx); err != nil {
+				return &exitError{1, err}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&config, "config", "", "gateway.yaml (default: embedded defaults)")
+	return c
+}
+
+func erpSinkCmd() *cobra.Command {
+	var listen, dir string
+	c := &cobra.Command{
+		Use:   "erp-sink",
+		Short: "Run the built-in test ERP: records each posted document once per Idempotency-Key",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return erpsink.Run(ctx, listen, dir, newLogger())
+		},
+	}
+	c.Flags().StringVar(&listen, "listen", "127.0.0.1:9090", "listen address")
+	c.Flags().StringVar(&dir, "dir", "data/erp-sink", "where received documents are kept (\"\" = memory)")
+	return c
+}

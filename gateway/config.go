@@ -1,0 +1,173 @@
+// Package gateway is the running service: it wires the spool, the SFTP
+// listener, the pipeline workers (parse, acknowledge, map, deliver,
+// archive), the ERP client and the archive together.
+package gateway
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/edigw/edigw/gateway/erp"
+	"github.com/edigw/edigw/partners"
+)
+
+// Config is gateway.yaml. Every field has a default, so `edigw serve` with
+// no configuration runs a complete gateway on one machine.
+type Config struct {
+	// DataDir holds everything the gateway writes by default: the spool
+	// database and blobs, host keys, outboxes, the local archive.
+	DataDir string `yaml:"data_dir"`
+	// Partners is the folder of partner profiles.
+	Partners string `yaml:"partners"`
+	// OurISA is our identity in acknowledgements and 850s when a partner
+	// profile sets none.
+	OurISA struct {
+		Qualifier string `yaml:"qualifier"`
+		ID        string `yaml:"id"`
+	} `yaml:"our_isa"`
+
+	SFTP struct {
+		Listen      string        `yaml:"listen"`       // default :2022
+		HostKeyDir  string        `yaml:"host_key_dir"` // default <data>/hostkeys
+		MaxFileSize int64         `yaml:"max_file_size"`
+		IdleTimeout time.Duration `yaml:"idle_timeout"`
+		BanAfter    int           `yaml:"ban_after"`
+		BanFor      time.Duration `yaml:"ban_for"`
+	} `yaml:"sftp"`
+
+	Spool struct {
+		Driver string `yaml:"driver"` // sqlite
+		Path   string `yaml:"path"`   // default <data>/spool.db
+	} `yaml:"spool"`
+	Blobs struct {
+		Dir string `yaml:"dir"` // default <data>/blobs
+	} `yaml:"blobs"`
+	Outbox struct {
+		Dir string `yaml:"dir"` // default <data>/outbox
+	} `yaml:"outbox"`
+
+	Archive struct {
+		Kind string `yaml:"kind"` // dir (default) or s3
+		Dir  string `yaml:"dir"`  // default <data>/archive
+		S3   struct {
+			Bucket       string `yaml:"bucket"`
+			Prefix       string `yaml:"prefix"`
+			Region       string `yaml:"region"`
+			Endpoint     string `yaml:"endpoint"`
+			PathStyle    bool   `yaml:"path_style"`
+			AccessKeyEnv string `yaml:"access_key_env"`
+			SecretKeyEnv string `yaml:"secret_key_env"`
+		} `yaml:"s3"`
+	} `yaml:"archive"`
+
+	ERP struct {
+		// Endpoints by name, as partner documents refer to them.
+		Endpoints []EndpointConfig `yaml:"endpoints"`
+		// Sink runs the built-in test ERP and points every endpoint that is
+		// not configured at it (the demo and `make run`).
+		Sink struct {
+			Enabled bool   `yaml:"enabled"`
+			Listen  string `yaml:"listen"` // default 127.0.0.1:9090
+			Dir     string `yaml:"dir"`    // default <data>/erp-sink
+		} `yaml:"sink"`
+	} `yaml:"erp"`
+
+	Workers struct {
+		Files     int           `yaml:"files"`     // parallel file workers, default 2
+		Documents int           `yaml:"documents"` // parallel delivery workers, default 8
+		Lease     time.Duration `yaml:"lease"`     // default 2m
+		Poll      time.Duration `yaml:"poll"`      // idle poll interval, default 200ms
+	} `yaml:"workers"`
+}
+
+// LoadConfig reads gateway.yaml (unknown keys are errors); "" gives the
+// defaults.
+func LoadConfig(path string) (*Config, error) {
+	c := &Config{}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if err := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField()).Decode(c); err != nil {
+			return nil, fmt.Errorf("%s: %s", path, yaml.FormatError(err, false, true))
+		}
+	} else {
+		c.ERP.Sink.Enabled = true
+	}
+	c.defaults()
+	return c, nil
+}
+
+func (c *Config) defaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.DataDir, "data")
+	def(&c.Partners, "deploy/examples/partners")
+	def(&c.OurISA.Qualifier, partners.DefaultOurISA.Qualifier)
+	def(&c.OurISA.ID, partners.DefaultOurISA.ID)
+	def(&c.SFTP.Listen, ":2022")
+	def(&c.SFTP.HostKeyDir, filepath.Join(c.DataDir, "hostkeys"))
+	def(&c.Spool.Driver, "sqlite")
+	def(&c.Spool.Path, filepath.Join(c.DataDir, "spool.db"))
+	def(&c.Blobs.Dir, filepath.Join(c.DataDir, "blobs"))
+	def(&c.Outbox.Dir, filepath.Join(c.DataDir, "outbox"))
+	def(&c.Archive.Kind, "dir")
+	def(&c.Archive.Dir, filepath.Join(c.DataDir, "archive"))
+	def(&c.ERP.Sink.Listen, "127.0.0.1:9090")
+	def(&c.ERP.Sink.Dir, filepath.Join(c.DataDir, "erp-sink"))
+	if c.Workers.Files <= 0 {
+		c.Workers.Files = 2
+	}
+	if c.Workers.Documents <= 0 {
+		c.Workers.Documents = 8
+	}
+	if c.Workers.Lease <= 0 {
+		c.Workers.Lease = 2 * time.Minute
+	}
+	if c.Workers.Poll <= 0 {
+		c.Workers.Poll = 200 * time.Millisecond
+	}
+}
+
+// EndpointConfig is one ERP endpoint in gateway.yaml. Secrets are
+// references (environment variable or file), never values.
+type EndpointConfig struct {
+	Name           string            `yaml:"name"`
+	URL            string            `yaml:"url"`
+	Timeout        time.Duration     `yaml:"timeout"`
+	MaxConcurrency int               `yaml:"max_concurrency"`
+	RatePerSecond  float64           `yaml:"rate_per_second"`
+	Burst          int               `yaml:"burst"`
+	Headers        map[string]string `yaml:"headers"`
+	Auth           struct {
+		Kind             string   `yaml:"kind"` // none, bearer, basic, oauth2
+		TokenEnv         string   `yaml:"token_env"`
+		TokenFile        string   `yaml:"token_file"`
+		Username         string   `yaml:"username"`
+		PasswordEnv      string   `yaml:"password_env"`
+		PasswordFile     string   `yaml:"password_file"`
+		TokenURL         string   `yaml:"token_url"`
+		ClientID         string   `yaml:"client_id"`
+		ClientSecretEnv  string   `yaml:"client_secret_env"`
+		ClientSecretFile string   `yaml:"client_secret_file"`
+		Scopes           []string `yaml:"scopes"`
+	} `yaml:"auth"`
+}
+
+func (e EndpointConfig) endpoint() erp.Endpoint {
+	a := e.Auth
+	return erp.Endpoint{Name: e.Name, URL: e.URL, Timeout: e.Timeout, MaxConcurrency: e.MaxConcurrency,
+		RatePerSecond: e.RatePerSecond, Burst: e.Burst, Headers: e.Headers,
+		Auth: erp.Auth{Kind: a.Kind, TokenEnv: a.TokenEnv, TokenFile: a.TokenFile, Username: a.Username,
+			PasswordEnv: a.PasswordEnv, PasswordFile: a.PasswordFile, TokenURL: a.TokenURL, ClientID: a.ClientID,
+			ClientSecretEnv: a.ClientSecretEnv, ClientSecretFile: a.ClientSecretFile, Scopes: a.Scopes}}
+}

@@ -1,0 +1,5 @@
+package erpsink
+
+import "log/slog"
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

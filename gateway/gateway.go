@@ -1,0 +1,294 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edigw/edigw/gateway/archive"
+	"github.com/edigw/edigw/gateway/erp"
+	"github.com/edigw/edigw/gateway/erpsink"
+	"github.com/edigw/edigw/gateway/outbox"
+	"github.com/edigw/edigw/gateway/sftpd"
+	"github.com/edigw/edigw/partners"
+	"github.com/edigw/edigw/spool"
+)
+
+// Gateway is one running edigw node.
+type Gateway struct {
+	cfg     *Config
+	log     *slog.Logger
+	id      string // worker identity in leases and events: host:pid
+	store   spool.Store
+	blobs   spool.Blobs
+	outbox  *outbox.Dir
+	archive archive.Archive
+	erp     *erp.Client
+	backoff erp.Backoff
+	sftp    *sftpd.Server
+	sink    *http.Server
+	parts   atomic.Pointer[partners.Set]
+
+	wake chan struct{} // a new file arrived: workers look at once
+}
+
+// New opens the spool and builds every component; nothing listens yet.
+func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
+	host, _ := os.Hostname()
+	g := &Gateway{cfg: cfg, log: log, id: fmt.Sprintf("%s:%d", host, os.Getpid()), wake: make(chan struct{}, 1)}
+	set, err := partners.LoadDir(cfg.Partners)
+	if err != nil {
+		return nil, fmt.Errorf("partners %s: %w", cfg.Partners, err)
+	}
+	g.parts.Store(set)
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, err
+	}
+	if g.blobs, err = spool.NewLocal(cfg.Blobs.Dir); err != nil {
+		return nil, err
+	}
+	store, err := spool.OpenSQLite(ctx, cfg.Spool.Path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", cfg.Spool.Path, err)
+	}
+	g.store = store
+	if g.outbox, err = outbox.New(cfg.Outbox.Dir); err != nil {
+		return nil, err
+	}
+	if g.archive, err = openArchive(ctx, cfg); err != nil {
+		return nil, err
+	}
+	endpoints := cfg.erpEndpoints(set)
+	if g.erp, err = erp.NewClient(endpoints, erp.WithLogger(log)); err != nil {
+		return nil, err
+	}
+	g.sftp, err = sftpd.New(sftpd.Config{Addr: cfg.SFTP.Listen, HostKeyDir: cfg.SFTP.HostKeyDir, Users: g.partners,
+		Inbox: g, Outbox: g.outbox, MaxFileSize: cfg.SFTP.MaxFileSize, IdleTimeout: cfg.SFTP.IdleTimeout,
+		BanAfter: cfg.SFTP.BanAfter, BanFor: cfg.SFTP.BanFor, TempDir: filepath.Join(cfg.DataDir, "uploads"), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func openArchive(ctx context.Context, cfg *Config) (archive.Archive, error) {
+	if cfg.Archive.Kind != "s3" {
+		return archive.NewDir(cfg.Archive.Dir)
+	}
+	s := cfg.Archive.S3
+	return archive.NewS3(ctx, archive.S3Config{Bucket: s.Bucket, Prefix: s.Prefix, Region: s.Region, Endpoint: s.Endpoint,
+		PathStyle: s.PathStyle, AccessKeyEnv: s.AccessKeyEnv, SecretKeyEnv: s.SecretKeyEnv})
+}
+
+// erpEndpoints are the configured endpoints, plus, with the built-in sink,
+// every endpoint name a partner document uses that is not configured.
+func (c *Config) erpEndpoints(set *partners.Set) []erp.Endpoint {
+	var eps []erp.Endpoint
+	known := map[string]bool{}
+	for _, e := range c.ERP.Endpoints {
+		eps = append(eps, e.endpoint())
+		known[e.Name] = true
+	}
+	if c.ERP.Sink.Enabled {
+		for _, p := range set.Partners() {
+			for _, d := range p.Documents {
+				if d.ERP != "" && !known[d.ERP] {
+					known[d.ERP] = true
+					eps = append(eps, erp.Endpoint{Name: d.ERP, URL: "http://" + c.ERP.Sink.Listen + "/" + d.ERP})
+				}
+			}
+		}
+	}
+	return eps
+}
+
+// partners returns the current partner profiles (swapped atomically on reload).
+func (g *Gateway) partners() *partners.Set { return g.parts.Load() }
+
+func (g *Gateway) owner() spool.Option {
+	return func(o *spool.Options) { o.Owner, o.Actor = g.id, g.id }
+}
+
+// Store gives tests and the CLI access to the spool.
+func (g *Gateway) Store() spool.Store { return g.store }
+
+// Accept implements sftpd.Inbox: the upload is durable once its blob is
+// written and fsync'd and its record committed; only then does the
+// client's close succeed.
+func (g *Gateway) Accept(ctx context.Context, u sftpd.Upload, r io.Reader) error {
+	p := g.partners().ByID(u.PartnerID)
+	if p == nil {
+		return fmt.Errorf("partner %s is not configured", u.PartnerID)
+	}
+	ref, err := g.blobs.Put(ctx, r)
+	if err != nil {
+		return fmt.Errorf("spool blob: %w", err)
+	}
+	f, err := g.store.AddFile(ctx, spool.NewFile{Partner: p.ID, Channel: "sftp", Name: u.Name, Blob: ref,
+		ReceivedAt: time.Now(), DedupeWindow: p.Acks.DuplicateWindow, Actor: "sftp:" + u.User})
+	if err != nil {
+		return fmt.Errorf("spool record: %w", err)
+	}
+	g.log.Info("file received", "message_id", f.ID, "partner", p.ID, "file", u.Name, "size", ref.Size, "state", f.State, "remote", u.RemoteAddr)
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Run serves SFTP (and the ERP sink when enabled) and runs the workers until
+// ctx is cancelled; then it stops taking work, lets running stages finish
+// (their leases are released by their transitions) and closes the spool.
+func (g *Gateway) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	if g.cfg.ERP.Sink.Enabled {
+		sink, err := erpsink.NewSink(g.cfg.ERP.Sink.Dir)
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", g.cfg.ERP.Sink.Listen)
+		if err != nil {
+			return fmt.Errorf("erp sink: %w", err)
+		}
+		g.sink = &http.Server{Handler: sink, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- ignoreClosed(g.sink.Serve(ln)) }()
+		g.log.Info("ERP sink listening", "addr", ln.Addr().String())
+	}
+	ln, err := net.Listen("tcp", g.cfg.SFTP.Listen)
+	if err != nil {
+		return fmt.Errorf("sftp: %w", err)
+	}
+	g.log.Info("SFTP listening", "addr", ln.Addr().String(), "partners", g.partners().Len())
+	go func() { errc <- ignoreClosed(g.sftp.Serve(ln)) }()
+
+	var wg sync.WaitGroup
+	work := func(n int, fn func(context.Context) bool) {
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				g.loop(ctx, fn)
+			}()
+		}
+	}
+	work(g.cfg.Workers.Files, g.claimFiles)
+	work(g.cfg.Workers.Documents, g.claimDocuments)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	g.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	g.sftp.Shutdown(sctx)
+	if g.sink != nil {
+		g.sink.Shutdown(sctx)
+	}
+	wg.Wait()
+	return errors.Join(runErr, g.store.Close())
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, sftpd.ErrServerClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// loop runs fn until ctx ends; fn reports whether it found work. Idle
+// workers wait for a wake-up or the poll interval.
+func (g *Gateway) loop(ctx context.Context, fn func(context.Context) bool) {
+	for ctx.Err() == nil {
+		if fn(ctx) {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-g.wake:
+		case <-time.After(g.cfg.Workers.Poll):
+		}
+	}
+}
+
+// stageCtx lets a stage finish after shutdown began, within the lease.
+func (g *Gateway) stageCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), g.cfg.Workers.Lease)
+}
+
+func (g *Gateway) claimFiles(ctx context.Context) bool {
+	items, err := g.store.Claim(ctx, spool.KindFile, []spool.State{spool.StateReceived, spool.StateAcked}, g.id, g.cfg.Workers.Lease, 1)
+	if err != nil || len(items) == 0 {
+		if err != nil && ctx.Err() == nil {
+			g.log.Error("claim files", "err", err)
+		}
+		return false
+	}
+	for _, it := range items {
+		sctx, cancel := g.stageCtx()
+		f := it.File
+		var err error
+		switch f.Work.Stage() {
+		case spool.StateReceived:
+			err = g.fileStage(sctx, f)
+		case spool.StateAcked:
+			err = g.fileArchiveStage(sctx, f)
+		}
+		if err != nil {
+			g.stageFailed(sctx, f.ID, f.Work, err)
+		}
+		cancel()
+	}
+	select { // documents may be waiting now
+	case g.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (g *Gateway) claimDocuments(ctx context.Context) bool {
+	items, err := g.store.Claim(ctx, spool.KindDocument, []spool.State{spool.StateMapped, spool.StateDelivered, spool.StateRejected}, g.id, g.cfg.Workers.Lease, 1)
+	if err != nil || len(items) == 0 {
+		if err != nil && ctx.Err() == nil {
+			g.log.Error("claim documents", "err", err)
+		}
+		return false
+	}
+	for _, it := range items {
+		sctx, cancel := g.stageCtx()
+		if err := g.documentStage(sctx, it.Document); err != nil {
+			g.stageFailed(sctx, it.Document.ID, it.Document.Work, err)
+		}
+		cancel()
+	}
+	return true
+}
+
+// stageFailed schedules another attempt at a stage that failed for a
+// reason other than the ERP (disk, archive, a bug), and gives up after
+// the backoff's last attempt.
+func (g *Gateway) stageFailed(ctx context.Context, id spool.ID, w spool.Work, err error) {
+	wait, ok := g.backoff.Next(w.Attempts+1, 0)
+	if !ok {
+		g.log.Error("stage failed for the last time", "message_id", id, "stage", w.Stage(), "err", err)
+		if terr := g.store.Transition(ctx, id, w.Stage(), spool.StateDead, g.owner(), spool.WithReason(err.Error())); terr != nil {
+			g.log.Error("could not mark dead", "message_id", id, "err", terr)
+		}
+		return
+	}
+	g.log.Warn("stage failed, will retry", "message_id", id, "stage", w.Stage(), "err", err, "in", wait)
+	if rerr := g.store.Retry(ctx, id, err, time.Now().Add(wait), g.owner()); rerr != nil {
+		g.log.Error("could not schedule the retry", "message_id", id, "err", rerr)
+	}
+}

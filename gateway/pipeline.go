@@ -1,0 +1,601 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/edigw/edigw/edi"
+	"github.com/edigw/edigw/edi/spec"
+	"github.com/edigw/edigw/gateway/archive"
+	"github.com/edigw/edigw/gateway/erp"
+	"github.com/edigw/edigw/mapping"
+	"github.com/edigw/edigw/partners"
+	"github.com/edigw/edigw/spool"
+)
+
+// The pipeline, per DESIGN.md. Each stage is a claim on the spool, work, and
+// one transition; every stage is idempotent, so a worker that dies halfway
+// leaves an expired lease and the stage simply runs again.
+//
+//	file      received → (parse, record interchanges and documents, map,
+//	                       acknowledge) → acked → (archive raw + acks) → archived → done
+//	document  mapped → (POST to the ERP) → delivered → (archive JSON) → archived → done
+//	          parsed sets the X12 validator rejected → rejected → done
+//	          sets without a mapping, or whose mapping fails → held (with the reason)
+
+// fileStage parses, maps and acknowledges one received file.
+func (g *Gateway) fileStage(ctx context.Context, f *spool.File) error {
+	log := g.log.With("message_id", f.ID, "partner", f.Partner, "file", f.Name)
+	p := g.partners().ByID(f.Partner)
+	if p == nil {
+		return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateHeld, g.owner(),
+			spool.WithReason(fmt.Sprintf("partner %q is not configured (any more)", f.Partner)))
+	}
+	head, err := g.head(ctx, f.Blob)
+	if err != nil {
+		return err
+	}
+	switch {
+	case looksX12(head):
+		err = g.parseX12(ctx, log, p, f)
+	case p.CSVDocument(f.Name) != nil:
+		err = g.parseCSV(ctx, log, p, f, p.CSVDocument(f.Name))
+	default:
+		log.Warn("file is neither X12 nor a CSV feed of the partner")
+		return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateRejected, g.owner(),
+			spool.WithReason(fmt.Sprintf("%s: not X12 (no ISA segment) and no CSV feed of partner %s matches the name", f.Name, p.ID)))
+	}
+	if err != nil {
+		return err
+	}
+	return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateAcked, g.owner())
+}
+
+// head reads the first bytes of a blob.
+func (g *Gateway) head(ctx context.Context, ref spool.BlobRef) ([]byte, error) {
+	r, err := g.blobs.Open(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b := make([]byte, 512)
+	n, err := io.ReadFull(r, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b[:n], nil
+}
+
+func looksX12(b []byte) bool {
+	b = bytes.TrimPrefix(b, []byte("\xEF\xBB\xBF"))
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) >= 4 && string(b[:3]) == "ISA"
+}
+
+// setResult is what happened to one transaction set while its interchange
+// was being read (the interchange's duplicate check comes at its end).
+type setResult struct {
+	seq          int
+	id           string
+	group, set   string
+	state        spool.State
+	reason       string
+	mapped       []byte
+	businessKey  string
+	idempotency  string
+	warnings     []string
+	functionalID string
+}
+
+// parseX12 reads every interchange of the file, records it (a re-sent ISA13
+// is a duplicate), records and maps its sets, and writes its acks.
+func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File) error {
+	r, err := g.blobs.Open(ctx, f.Blob)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var (
+		icSeq, setSeq int
+		pending       []setResult
+		failure       error
+	)
+	opt := edi.Options{Tree: true,
+		Set: func(family, id string) *spec.Set {
+			if p.X12 != nil && family == p.X12.Version {
+				return p.TransactionSet(id)
+			}
+			return spec.Default(family).Set(id)
+		},
+		OnSet: func(ic *edi.Interchange, grp *edi.Group, s *edi.Set) {
+			pending = append(pending, g.mapSet(log, p, f, ic, grp, s, setSeq))
+			setSeq++
+		},
+		OnInterchange: func(ic *edi.Interchange) {
+			if failure == nil {
+				failure = g.recordInterchange(ctx, log, p, f, ic, icSeq, pending)
+			}
+			icSeq++
+			pending = pending[:0]
+		},
+	}
+	if err := edi.Process(bufio.NewReaderSize(r, 64<<10), opt); err != nil && icSeq == 0 {
+		// Nothing readable at all: the file is rejected (no ack is possible).
+		return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateRejected, g.owner(), spool.WithReason(err.Error()))
+	} else if err != nil {
+		g.note(ctx, f.ID, "error", "data after the last interchange: "+err.Error())
+	}
+	return failure
+}
+
+// idempotencyKey is stable for a document across retries and replays: the
+// partner and the control numbers that identify it.
+func idempotencyKey(partner string, ic *edi.Interchange, grp *edi.Group, s *edi.Set) string {
+	return fmt.Sprintf("%s:%s-%s:%s:%s:%s", partner, ic.SenderQualifier, ic.SenderID, ic.Control, grp.Control, s.Control)
+}
+
+// mapSet maps one accepted set, or says why it stops.
+func (g *Gateway) mapSet(log *slog.Logger, p *partners.Partner, f *spool.File, ic *edi.Interchange, grp *edi.Group, s *edi.Set, seq int) setResult {
+	res := setResult{seq: seq, id: s.ID, group: grp.Control, set: s.Control, functionalID: grp.FunctionalID,
+		idempotency: idempotencyKey(p.ID, ic, grp, s)}
+	switch {
+	case ic.Rejected() || s.Status == "R" || grp.Status() == "R":
+		res.state = spool.StateRejected
+		res.reason = rejection(ic, grp, s)
+		return res
+	case grp.FunctionalID == "FA":
+		// Inbound 997/999: recorded; reconciling them with our 850s comes
+		// with outbound purchase orders.
+		res.state = spool.StateDone
+		res.reason = "functional acknowledgement received"
+		return res
+	}
+	doc := p.X12Document(s.ID, partners.DirectionInbound)
+	if doc == nil || doc.Map == nil {
+		res.state = spool.StateHeld
+		res.reason = fmt.Sprintf("partner %s has no inbound mapping for transaction set %s; add it to documents: in %s and replay", p.ID, s.ID, p.File)
+		return res
+	}
+	out, warns, err := doc.Map.MapX12(s.Tree, mapping.Env{FileName: f.Name, Partner: p.ID})
+	res.warnings = warns
+	if err != nil {
+		res.state = spool.StateHeld
+		res.reason = "mapping failed: " + err.Error()
+		return res
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		res.state, res.reason = spool.StateHeld, "mapping output is not JSON: "+err.Error()
+		return res
+	}
+	res.state, res.mapped, res.businessKey = spool.StateMapped, b, businessKey(out)
+	return res
+}
+
+// businessKey is the document's number as people search for it.
+func businessKey(doc mapping.Document) string {
+	for _, k := range []string{"invoiceNumber", "asnNumber", "poNumber", "ackNumber"} {
+		if v, ok := doc[k].(string); ok && v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func rejection(ic *edi.Interchange, grp *edi.Group, s *edi.Set) string {
+	var parts []string
+	for _, f := range ic.Findings {
+		parts = append(parts, f.String())
+	}
+	for _, f := range grp.Findings {
+		parts = append(parts, f.String())
+	}
+	for _, f := range s.Findings {
+		parts = append(parts, f.String())
+		if len(parts) >= 10 {
+			parts = append(parts, "...")
+			break
+		}
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "functional group "+grp.Control+" is not supported")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// recordInterchange records one interchange and, unless it is a duplicate,
+// its documents and acknowledgement.
+func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, ic *edi.Interchange, seq int, sets []setResult) error {
+	rec, err := g.store.AddInterchange(ctx, spool.NewInterchange{
+		FileID: f.ID, Seq: seq, Control: ic.Control, Sender: ic.SenderQualifier + ":" + ic.SenderID,
+		Receiver: ic.ReceiverQualifier + ":" + ic.ReceiverID, Version: ic.Version, Rejected: ic.Rejected(),
+		DedupeWindow: p.Acks.DuplicateWindow,
+	})
+	if err != nil {
+		return fmt.Errorf("interchange %s: %w", ic.Control, err)
+	}
+	if rec.State == spool.StateDuplicate {
+		log.Warn("duplicate interchange", "isa13", ic.Control, "original", rec.DuplicateOf)
+		if (ic.AckRequested && p.Acks.TA1 != partners.TA1Never && p.Acks.TA1 != partners.TA1OnError) || p.Acks.TA1 == partners.TA1Always {
+			return g.writeTA1Duplicate(ctx, p, rec, ic)
+		}
+		return nil
+	}
+	for _, s := range sets {
+		if err := g.recordDocument(ctx, log, f, rec, s); err != nil {
+			return err
+		}
+	}
+	return g.acknowledge(ctx, p, rec, ic)
+}
+
+func (g *Gateway) recordDocument(ctx context.Context, log *slog.Logger, f *spool.File, ic spool.Interchange, s setResult) error {
+	initial := spool.StateParsed
+	if s.state == spool.StateRejected || s.state == spool.StateHeld || s.state == spool.StateDone {
+		initial = s.state
+	}
+	d, err := g.store.AddDocument(ctx, spool.NewDocument{FileID: f.ID, InterchangeID: ic.ID, Seq: s.seq, Type: s.id,
+		GroupControl: s.group, SetControl: s.set, IdempotencyKey: s.idempotency, State: initial, Reason: s.reason,
+		Actor: g.id})
+	if err != nil {
+		return fmt.Errorf("set %s %s: %w", s.id, s.set, err)
+	}
+	for _, w := range s.warnings {
+		g.note(ctx, d.ID, "note", w)
+	}
+	if s.state != spool.StateMapped || d.State != spool.StateParsed {
+		if s.state == spool.StateHeld {
+			log.Warn("document held", "document_id", d.ID, "set", s.id, "reason", s.reason)
+		}
+		return nil // recorded in its final or waiting state (or already mapped by an earlier run)
+	}
+	ref, err := g.blobs.Put(ctx, bytes.NewReader(s.mapped))
+	if err != nil {
+		return err
+	}
+	if err := g.store.SetDocumentMapped(ctx, d.ID, ref, s.businessKey); err != nil {
+		return err
+	}
+	// The document was created by this stage and is not leased: no owner.
+	return g.store.Transition(ctx, d.ID, spool.StateParsed, spool.StateMapped, spool.WithActor(g.id))
+}
+
+// parseCSV maps a CSV feed file as one document.
+func (g *Gateway) parseCSV(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, doc *partners.Document) error {
+	r, err := g.blobs.Open(ctx, f.Blob)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	res := setResult{id: doc.Feed, idempotency: fmt.Sprintf("%s:csv:%s:%s", p.ID, doc.Feed, f.Blob.SHA256)}
+	out, warns, err := doc.Map.MapCSV(r, mapping.Env{FileName: f.Name, Partner: p.ID})
+	res.warnings = warns
+	switch {
+	case err != nil:
+		res.state, res.reason = spool.StateHeld, "mapping failed: "+err.Error()
+	default:
+		res.mapped, _ = json.Marshal(out)
+		res.state, res.businessKey = spool.StateMapped, f.Name
+	}
+	return g.recordDocument(ctx, log, f, spool.Interchange{}, res)
+}
+
+// acknowledge writes the interchange's TA1/997/999 to the partner's outbox,
+// once: the ack (with its control number) is stored before it is written,
+// and a re-run writes the stored bytes again if the outbox lacks them.
+func (g *Gateway) acknowledge(ctx context.Context, p *partners.Partner, rec spool.Interchange, ic *edi.Interchange) error {
+	if rec.Ack.Kind != "" {
+		return g.deliverAck(ctx, p, rec.Ack)
+	}
+	if p.X12 == nil {
+		return nil
+	}
+	var buf bytes.Buffer
+	kind, status := "", ""
+	opt := edi.AckOptions{
+		Control:    func() (int64, error) { return g.store.NextControl(ctx, p.ID, "ack") },
+		Delimiters: &p.X12.Delimiters, Functional: string(p.Acks.Functional), TA1: string(p.Acks.TA1),
+	}
+	if p.X12.Newline {
+		opt.EOL = "\n"
+	}
+	plan := opt.Plan(ic)
+	if plan.Empty() {
+		return nil
+	}
+	if _, err := edi.WriteAck(&buf, ic, opt); err != nil {
+		return err
+	}
+	kind, status = ackKind(plan, opt)
+	if ic.Rejected() {
+		status = "R"
+	}
+	ref, err := g.blobs.Put(ctx, bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		return err
+	}
+	ctl := controlOf(buf.Bytes())
+	ack := spool.Ack{Kind: kind, Status: status, Control: ctl, Blob: ref, At: time.Now()}
+	if err := g.store.SetInterchangeAck(ctx, rec.ID, ack); err != nil {
+		return err
+	}
+	return g.deliverAck(ctx, p, ack)
+}
+
+func ackKind(plan edi.AckPlan, opt edi.AckOptions) (kind, status string) {
+	kinds := []string{}
+	if plan.TA1 {
+		kinds = append(kinds, "TA1")
+	}
+	for _, grp := range plan.Groups {
+		k := "997"
+		if opt.Functional == "999" || opt.Functional == "" && grp.Family == "005010" {
+			k = "999"
+		}
+		if len(kinds) == 0 || kinds[len(kinds)-1] != k {
+			kinds = append(kinds, k)
+		}
+		if status == "" || grp.Status() != "A" {
+			status = grp.Status()
+		}
+	}
+	if status == "" {
+		status = "A"
+	}
+	return strings.Join(kinds, "+"), status
+}
+
+// controlOf reads ISA13 back from an interchange we wrote.
+func controlOf(b []byte) string {
+	if len(b) >= 99 {
+		return string(b[90:99])
+	}
+	return ""
+}
+
+// writeTA1Duplicate answers a re-sent interchange with TA1 025.
+func (g *Gateway) writeTA1Duplicate(ctx context.Context, p *partners.Partner, rec spool.Interchange, ic *edi.Interchange) error {
+	if rec.Ack.Kind != "" {
+		return g.deliverAck(ctx, p, rec.Ack)
+	}
+	dup := *ic
+	dup.Findings = []edi.Finding{{Level: edi.LevelInterchange, Code: edi.TA1Duplicate, Msg: "duplicate interchange control number"}}
+	dup.Groups = nil
+	var buf bytes.Buffer
+	opt := edi.AckOptions{Control: func() (int64, error) { return g.store.NextControl(ctx, p.ID, "ack") }, TA1: "always"}
+	if p.X12 != nil {
+		opt.Delimiters = &p.X12.Delimiters
+	}
+	if _, err := edi.WriteAck(&buf, &dup, opt); err != nil {
+		return err
+	}
+	ref, err := g.blobs.Put(ctx, bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		return err
+	}
+	ack := spool.Ack{Kind: "TA1", Status: "R", Control: controlOf(buf.Bytes()), Blob: ref, At: time.Now()}
+	if err := g.store.SetInterchangeAck(ctx, rec.ID, ack); err != nil {
+		return err
+	}
+	return g.deliverAck(ctx, p, ack)
+}
+
+// deliverAck puts a stored ack into the partner's outbox (our SFTP
+// listener) unless it is there already.
+func (g *Gateway) deliverAck(ctx context.Context, p *partners.Partner, ack spool.Ack) error {
+	if p.Outbound.Channel != partners.ChannelOutbox {
+		return nil // push delivery arrives with the transports (pollers issue)
+	}
+	name := ackFileName(p, ack)
+	files, err := g.outbox.List(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if f.Name == name {
+			return nil
+		}
+	}
+	r, err := g.blobs.Open(ctx, ack.Blob)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return g.outbox.Put(ctx, p.ID, name, r)
+}
+
+// ackFileName follows the partner's naming rule ({type}_{control}.{ext}).
+func ackFileName(p *partners.Partner, ack spool.Ack) string {
+	name := p.Outbound.Naming
+	if name == "" {
+		name = "{type}_{control}.{ext}"
+	}
+	at := ack.At.UTC()
+	return strings.NewReplacer("{type}", strings.ReplaceAll(ack.Kind, "+", "-"), "{control}", ack.Control,
+		"{partner}", p.ID, "{date}", at.Format("20060102"), "{time}", at.Format("150405"), "{ext}", "x12").Replace(name)
+}
+
+// chain moves a claimed item through several states in one stage. Each
+// transition releases the lease, so the first one is made as the lease's
+// owner and keeps the item out of other workers' claims (due after a lease
+// period) until the stage is finished; the following ones act without it.
+// A worker dying halfway leaves the item due again after a lease: every
+// stage being idempotent, it simply runs again.
+type chain struct {
+	g      *Gateway
+	id     spool.ID
+	leased bool
+}
+
+func (g *Gateway) chain(id spool.ID) *chain { return &chain{g: g, id: id, leased: true} }
+
+func (c *chain) who() spool.Option {
+	if c.leased {
+		return c.g.owner()
+	}
+	return spool.WithActor(c.g.id)
+}
+
+// step makes an intermediate transition: the item stays ours for a lease.
+func (c *chain) step(ctx context.Context, from, to spool.State) error {
+	err := c.g.store.Transition(ctx, c.id, from, to, c.who(), spool.WithNextAttempt(time.Now().Add(c.g.cfg.Workers.Lease)))
+	c.leased = false
+	return err
+}
+
+// end makes the stage's last transition (or schedules a retry).
+func (c *chain) end(ctx context.Context, from, to spool.State, opts ...spool.Option) error {
+	return c.g.store.Transition(ctx, c.id, from, to, append(opts, c.who())...)
+}
+
+func (c *chain) retry(ctx context.Context, err error, at time.Time) error {
+	return c.g.store.Retry(ctx, c.id, err, at, c.who())
+}
+
+// fileArchiveStage archives the raw file and its acks.
+func (g *Gateway) fileArchiveStage(ctx context.Context, f *spool.File) error {
+	at := f.ReceivedAt
+	if err := g.archiveBlob(ctx, archive.Key("", f.Partner, at, string(f.ID), "raw-"+f.Name), f.Blob, ""); err != nil {
+		return err
+	}
+	ics, err := g.store.ListInterchanges(ctx, f.ID)
+	if err != nil {
+		return err
+	}
+	for _, ic := range ics {
+		if ic.Ack.Blob.IsZero() {
+			continue
+		}
+		name := fmt.Sprintf("ack-%d-%s-%s.x12", ic.Seq, strings.ReplaceAll(ic.Ack.Kind, "+", "-"), ic.Ack.Control)
+		if err := g.archiveBlob(ctx, archive.Key("", f.Partner, at, string(f.ID), name), ic.Ack.Blob, "application/edi-x12"); err != nil {
+			return err
+		}
+	}
+	c := g.chain(f.ID)
+	if err := c.step(ctx, spool.StateAcked, spool.StateArchived); err != nil {
+		return err
+	}
+	return c.end(ctx, spool.StateArchived, spool.StateDone)
+}
+
+func (g *Gateway) archiveBlob(ctx context.Context, key string, ref spool.BlobRef, contentType string) error {
+	r, err := g.blobs.Open(ctx, ref)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return g.archive.Put(ctx, archive.Object{Key: key, Body: r, Size: ref.Size, SHA256: ref.SHA256, ContentType: contentType})
+}
+
+// documentStage delivers a mapped document to the ERP, then archives it.
+func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
+	log := g.log.With("message_id", d.ID, "partner", d.Partner, "type", d.Type, "idempotency_key", d.IdempotencyKey)
+	stage := d.Work.Stage()
+	c := g.chain(d.ID)
+	if stage == spool.StateMapped {
+		p := g.partners().ByID(d.Partner)
+		if p == nil {
+			return c.end(ctx, stage, spool.StateHeld, spool.WithReason("partner "+d.Partner+" is not configured"))
+		}
+		doc := p.X12Document(d.Type, partners.DirectionInbound)
+		if doc == nil {
+			doc = csvFeed(p, d.Type)
+		}
+		if doc == nil {
+			return c.end(ctx, stage, spool.StateHeld, spool.WithReason("no document "+d.Type+" in partner "+p.ID))
+		}
+		body, err := g.readBlob(ctx, d.Mapped)
+		if err != nil {
+			return err
+		}
+		res := g.erp.Deliver(ctx, doc.ERP, erp.Delivery{Body: body, IdempotencyKey: d.IdempotencyKey, CorrelationID: string(d.ID), DocumentType: d.Type})
+		var respRef spool.BlobRef
+		if len(res.Body) > 0 {
+			respRef, _ = g.blobs.Put(ctx, bytes.NewReader(res.Body))
+		}
+		if res.Attempted {
+			if err := g.store.SetDocumentResult(ctx, d.ID, spool.Response{Status: res.Status, Body: respRef, At: time.Now()}); err != nil {
+				return err
+			}
+		}
+		switch res.Outcome {
+		case erp.Delivered:
+			log.Info("delivered to the ERP", "endpoint", doc.ERP, "status", res.Status, "replayed", res.Replayed)
+			if err := c.step(ctx, stage, spool.StateDelivered); err != nil {
+				return err
+			}
+			stage = spool.StateDelivered
+		case erp.Retry:
+			wait, ok := g.backoff.Next(d.Work.Attempts+1, res.RetryAfter)
+			if !ok {
+				log.Error("ERP delivery failed for the last time", "err", res.Err)
+				return c.end(ctx, stage, spool.StateDead, spool.WithReason(fmt.Sprintf("gave up after %d attempts: %v", d.Work.Attempts+1, res.Err)))
+			}
+			log.Warn("ERP delivery will be retried", "err", res.Err, "in", wait)
+			return c.retry(ctx, res.Err, time.Now().Add(wait))
+		default:
+			log.Error("ERP refused the document", "status", res.Status, "err", res.Err)
+			return c.end(ctx, stage, spool.StateDead,
+				spool.WithReason(fmt.Sprintf("ERP refused it (HTTP %d): %v: %s", res.Status, res.Err, clip(res.Body))))
+		}
+	}
+	switch stage {
+	case spool.StateDelivered:
+		if err := g.archiveBlob(ctx, archive.Key("", d.Partner, d.CreatedAt, string(d.FileID), fmt.Sprintf("doc-%d-%s.json", d.Seq, d.Type)), d.Mapped, "application/json"); err != nil {
+			wait, _ := g.backoff.Next(d.Work.Attempts+1, 0)
+			log.Warn("archive failed, will retry", "err", err, "in", wait)
+			return c.retry(ctx, fmt.Errorf("archive: %w", err), time.Now().Add(wait))
+		}
+		if err := c.step(ctx, spool.StateDelivered, spool.StateArchived); err != nil {
+			return err
+		}
+		return c.end(ctx, spool.StateArchived, spool.StateDone)
+	case spool.StateRejected:
+		return c.end(ctx, spool.StateRejected, spool.StateDone)
+	}
+	return nil
+}
+
+func (g *Gateway) readBlob(ctx context.Context, ref spool.BlobRef) ([]byte, error) {
+	r, err := g.blobs.Open(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+func clip(b []byte) string {
+	if len(b) > 300 {
+		return string(b[:300]) + "..."
+	}
+	return string(b)
+}
+
+func (g *Gateway) note(ctx context.Context, id spool.ID, kind, text string) {
+	k := spool.EventNote
+	if kind == "error" {
+		k = spool.EventError
+	}
+	if err := g.store.AddEvent(ctx, spool.Event{Subject: id, Kind: k, Actor: g.id, Message: text}); err != nil {
+		g.log.Warn("event not recorded", "message_id", id, "err", err)
+	}
+}
+
+// csvFeed returns the partner's CSV feed named name, or nil.
+func csvFeed(p *partners.Partner, name string) *partners.Document {
+	for i := range p.Documents {
+		if d := &p.Documents[i]; d.Format == partners.FormatCSV && d.Feed == name {
+			return d
+		}
+	}
+	return nil
+}

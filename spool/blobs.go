@@ -1,0 +1,271 @@
+package spool
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// BlobRef addresses stored bytes by their SHA-256 (lowercase hex) and size.
+// The zero BlobRef means "no blob".
+type BlobRef struct {
+	SHA256 string
+	Size   int64
+}
+
+// IsZero reports whether r is the zero BlobRef.
+func (r BlobRef) IsZero() bool { return r == BlobRef{} }
+
+func (r BlobRef) String() string { return fmt.Sprintf("sha256:%s (%d bytes)", r.SHA256, r.Size) }
+
+// Check returns an error unless r is a well-formed reference.
+func (r BlobRef) Check() error {
+	if !validSHA256(r.SHA256) {
+		return fmt.Errorf("%w: blob hash %q is not 64 lowercase hex digits", ErrInvalid, r.SHA256)
+	}
+	if r.Size < 0 {
+		return fmt.Errorf("%w: blob size %d", ErrInvalid, r.Size)
+	}
+	return nil
+}
+
+func validSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Blobs stores immutable bytes by content. [Local] keeps them in a directory;
+// an S3 implementation serves several nodes.
+type Blobs interface {
+	// Put stores everything r yields and returns its address. It streams (the
+	// content is never held in memory whole) and returns only once the bytes
+	// are durable; storing the same content twice stores it once. If r fails,
+	// nothing is stored.
+	Put(ctx context.Context, r io.Reader) (BlobRef, error)
+	// Open returns the bytes at ref. A read that reaches the end checks the
+	// hash and fails with ErrCorrupt on a mismatch. ErrNotFound if absent.
+	Open(ctx context.Context, ref BlobRef) (io.ReadCloser, error)
+	// Stat returns the reference of the blob with this hash, or ErrNotFound.
+	Stat(ctx context.Context, sha256 string) (BlobRef, error)
+}
+
+// Local is a [Blobs] store in a local directory: <dir>/ab/cd/<sha256>, where
+// ab and cd are the hash's first two byte pairs (65,536 directories keep each
+// one small). A Put streams into <dir>/tmp (same file system, so the rename
+// is atomic) while hashing, fsyncs the file, renames it to its address and
+// fsyncs the directory, so a blob is either absent or whole and durable under
+// its final name. Blobs are read-only (0444) once stored.
+type Local struct {
+	dir string
+	tmp string
+
+	// Seams for tests: how a file and a directory are made durable.
+	syncFile func(*os.File) error
+	syncDir  func(dir string) error
+}
+
+// staleTemp is how old a leftover temporary file (from a crash mid-Put) must
+// be before NewLocal removes it; a Put from another process may be running.
+const staleTemp = 24 * time.Hour
+
+// NewLocal opens (creating if needed) a blob directory and removes temporary
+// files that crashed Puts left behind.
+func NewLocal(dir string) (*Local, error) {
+	l := &Local{dir: dir, tmp: filepath.Join(dir, "tmp"), syncFile: (*os.File).Sync, syncDir: syncDir}
+	if err := os.MkdirAll(l.tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("spool: blob dir: %w", err)
+	}
+	entries, err := os.ReadDir(l.tmp)
+	if err != nil {
+		return nil, fmt.Errorf("spool: blob dir: %w", err)
+	}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTemp {
+			_ = os.Remove(filepath.Join(l.tmp, e.Name()))
+		}
+	}
+	return l, nil
+}
+
+// Dir returns the root directory.
+func (l *Local) Dir() string { return l.dir }
+
+func (l *Local) path(sum string) string {
+	return filepath.Join(l.dir, sum[0:2], sum[2:4], sum)
+}
+
+// Put implements [Blobs].
+func (l *Local) Put(ctx context.Context, r io.Reader) (ref BlobRef, err error) {
+	tmp, err := os.CreateTemp(l.tmp, "put-*")
+	if err != nil {
+		return BlobRef{}, fmt.Errorf("spool: put blob: %w", err)
+	}
+	renamed := false
+	defer func() {
+		if !renamed {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), ctxReader{ctx, r})
+	if err != nil {
+		return BlobRef{}, fmt.Errorf("spool: put blob: copy: %w", err)
+	}
+	if err := l.syncFile(tmp); err != nil {
+		return BlobRef{}, fmt.Errorf("spool: put blob: fsync: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return BlobRef{}, fmt.Errorf("spool: put blob: close: %w", err)
+	}
+	ref = BlobRef{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}
+	final := l.path(ref.SHA256)
+
+	if fi, err := os.Stat(final); err == nil && fi.Size() == n {
+		// Stored already. Its rename may be another Put's that has not yet
+		// fsync'd the directory: sync it here too before saying "durable".
+		if err := l.syncDir(filepath.Dir(final)); err != nil {
+			return BlobRef{}, fmt.Errorf("spool: put blob %s: fsync dir: %w", ref.SHA256, err)
+		}
+		return ref, nil
+	}
+	if err := l.mkdirs(filepath.Dir(final)); err != nil {
+		return BlobRef{}, fmt.Errorf("spool: put blob %s: %w", ref.SHA256, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o444); err != nil {
+		return BlobRef{}, fmt.Errorf("spool: put blob %s: %w", ref.SHA256, err)
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return BlobRef{}, fmt.Errorf("spool: put blob %s: %w", ref.SHA256, err)
+	}
+	renamed = true
+	if err := l.syncDir(filepath.Dir(final)); err != nil {
+		return BlobRef{}, fmt.Errorf("spool: put blob %s: fsync dir: %w", ref.SHA256, err)
+	}
+	return ref, nil
+}
+
+// mkdirs creates the two fan-out levels under the root, fsyncing the parent
+// of each directory it creates so the new entry survives a crash.
+func (l *Local) mkdirs(leaf string) error {
+	for _, d := range []string{filepath.Dir(leaf), leaf} {
+		err := os.Mkdir(d, 0o755)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := l.syncDir(filepath.Dir(d)); err != nil {
+			return fmt.Errorf("fsync dir: %w", err)
+		}
+	}
+	return nil
+}
+
+// Open implements [Blobs].
+func (l *Local) Open(ctx context.Context, ref BlobRef) (io.ReadCloser, error) {
+	if err := ref.Check(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(l.path(ref.SHA256))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("spool: blob %s: %w", ref.SHA256, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: open blob: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool: open blob: %w", err)
+	}
+	if fi.Size() != ref.Size {
+		f.Close()
+		return nil, fmt.Errorf("spool: blob %s: %d bytes stored, %d expected: %w", ref.SHA256, fi.Size(), ref.Size, ErrCorrupt)
+	}
+	return &verifyReader{f: f, h: sha256.New(), want: ref.SHA256}, nil
+}
+
+// Stat implements [Blobs].
+func (l *Local) Stat(ctx context.Context, sum string) (BlobRef, error) {
+	if !validSHA256(sum) {
+		return BlobRef{}, fmt.Errorf("%w: blob hash %q", ErrInvalid, sum)
+	}
+	if err := ctx.Err(); err != nil {
+		return BlobRef{}, err
+	}
+	fi, err := os.Stat(l.path(sum))
+	if errors.Is(err, fs.ErrNotExist) {
+		return BlobRef{}, fmt.Errorf("spool: blob %s: %w", sum, ErrNotFound)
+	}
+	if err != nil {
+		return BlobRef{}, fmt.Errorf("spool: stat blob: %w", err)
+	}
+	return BlobRef{SHA256: sum, Size: fi.Size()}, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ctxReader stops a copy when its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// verifyReader hashes what it reads and fails at the end on a mismatch.
+type verifyReader struct {
+	f    *os.File
+	h    hash.Hash
+	want string
+}
+
+func (v *verifyReader) Read(p []byte) (int, error) {
+	n, err := v.f.Read(p)
+	v.h.Write(p[:n])
+	if err == io.EOF {
+		if got := hex.EncodeToString(v.h.Sum(nil)); !strings.EqualFold(got, v.want) {
+			return n, fmt.Errorf("spool: blob %s: content hashes to %s: %w", v.want, got, ErrCorrupt)
+		}
+	}
+	return n, err
+}
+
+func (v *verifyReader) Close() error { return v.f.Close() }

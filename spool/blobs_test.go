@@ -1,0 +1,269 @@
+package spool
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncLog records the fsyncs a Local performs.
+type syncLog struct {
+	mu    sync.Mutex
+	files int
+	dirs  []string
+}
+
+func newLocal(t *testing.T) (*Local, *syncLog) {
+	t.Helper()
+	l, err := NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &syncLog{}
+	realFile, realDir := l.syncFile, l.syncDir
+	l.syncFile = func(f *os.File) error {
+		log.mu.Lock()
+		log.files++
+		log.mu.Unlock()
+		return realFile(f)
+	}
+	l.syncDir = func(d string) error {
+		log.mu.Lock()
+		log.dirs = append(log.dirs, d)
+		log.mu.Unlock()
+		return realDir(d)
+	}
+	return l, log
+}
+
+func sum(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+func tmpEntries(t *testing.T, l *Local) []string {
+	t.Helper()
+	es, err := os.ReadDir(l.tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestLocalLayoutAndSyncs(t *testing.T) {
+	l, log := newLocal(t)
+	ref, err := l.Put(t.Context(), strings.NewReader("ISA*00*~"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sum("ISA*00*~")
+	want := filepath.Join(l.Dir(), h[:2], h[2:4], h)
+	fi, err := os.Stat(want)
+	if err != nil {
+		t.Fatalf("blob not at %s: %v", want, err)
+	}
+	if fi.Mode().Perm() != 0o444 || fi.Size() != ref.Size {
+		t.Errorf("mode %v size %d", fi.Mode(), fi.Size())
+	}
+	// The file, both new fan-out directories' parents, and the final
+	// directory after the rename.
+	wantDirs := []string{l.Dir(), filepath.Join(l.Dir(), h[:2]), filepath.Dir(want)}
+	if log.files != 1 || !slices.Equal(log.dirs, wantDirs) {
+		t.Errorf("fsyncs: %d files, dirs %v; want 1 file, dirs %v", log.files, log.dirs, wantDirs)
+	}
+	if names := tmpEntries(t, l); len(names) != 0 {
+		t.Errorf("temporary files left: %v", names)
+	}
+	// The same content again: nothing written under the final name, but the
+	// directory is synced (the first Put may still be in flight).
+	log.dirs, log.files = nil, 0
+	before := fi.ModTime()
+	time.Sleep(10 * time.Millisecond)
+	if _, err := l.Put(t.Context(), strings.NewReader("ISA*00*~")); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(want); !fi.ModTime().Equal(before) {
+		t.Error("the stored blob was rewritten")
+	}
+	if !slices.Equal(log.dirs, []string{filepath.Dir(want)}) {
+		t.Errorf("second put synced %v", log.dirs)
+	}
+	if names := tmpEntries(t, l); len(names) != 0 {
+		t.Errorf("temporary files left: %v", names)
+	}
+}
+
+// A crash before the rename (here: the upload fails mid-stream, or the fsync
+// fails) leaves nothing under a final name and no temporary file.
+func TestLocalFailureBeforeRename(t *testing.T) {
+	l, log := newLocal(t)
+	content := strings.Repeat("x", 100_000)
+	_, err := l.Put(t.Context(), io.MultiReader(strings.NewReader(content[:50_000]), errReader{errors.New("connection reset")}))
+	if err == nil || !strings.Contains(err.Error(), "connection reset") {
+		t.Fatalf("Put: %v", err)
+	}
+	if log.files != 0 {
+		t.Error("fsync'd a failed upload")
+	}
+	assertEmpty(t, l)
+
+	l.syncFile = func(*os.File) error { return errors.New("EIO") }
+	if _, err := l.Put(t.Context(), strings.NewReader(content)); err == nil || !strings.Contains(err.Error(), "EIO") {
+		t.Fatalf("Put with failing fsync: %v", err)
+	}
+	assertEmpty(t, l)
+}
+
+func assertEmpty(t *testing.T, l *Local) {
+	t.Helper()
+	var found []string
+	filepath.WalkDir(l.Dir(), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			found = append(found, p)
+		}
+		return err
+	})
+	if len(found) != 0 {
+		t.Errorf("files left behind: %v", found)
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// While a Put streams, its bytes live only under tmp/.
+func TestLocalTempNeverFinal(t *testing.T) {
+	l, _ := newLocal(t)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Put(t.Context(), pr)
+		done <- err
+	}()
+	if _, err := pw.Write([]byte(strings.Repeat("a", 64<<10))); err != nil {
+		t.Fatal(err)
+	}
+	var final []string
+	filepath.WalkDir(l.Dir(), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && filepath.Dir(p) != l.tmp {
+			final = append(final, p)
+		}
+		return err
+	})
+	if len(final) != 0 || len(tmpEntries(t, l)) != 1 {
+		t.Errorf("mid-stream: final files %v, tmp %v", final, tmpEntries(t, l))
+	}
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(tmpEntries(t, l)) != 0 {
+		t.Error("temporary file left")
+	}
+}
+
+func TestLocalDirSyncFailureIsReported(t *testing.T) {
+	l, _ := newLocal(t)
+	l.syncDir = func(string) error { return errors.New("EIO") }
+	if _, err := l.Put(t.Context(), strings.NewReader("x")); err == nil {
+		t.Error("Put succeeded although the directory fsync failed")
+	}
+}
+
+func TestLocalDetectsCorruption(t *testing.T) {
+	l, _ := newLocal(t)
+	ref, err := l.Put(t.Context(), strings.NewReader("hello world"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := l.path(ref.SHA256)
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, []byte("hello wOrld"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := l.Open(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(rc)
+	rc.Close()
+	if !errors.Is(err, ErrCorrupt) {
+		t.Errorf("read of flipped bytes: %v, want ErrCorrupt", err)
+	}
+	if err := os.WriteFile(p, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Open(t.Context(), ref); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("open of a truncated blob: %v, want ErrCorrupt", err)
+	}
+}
+
+func TestLocalRemovesStaleTemps(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := NewLocal(dir); err != nil {
+		t.Fatal(err)
+	}
+	stale, fresh := filepath.Join(dir, "tmp", "put-old"), filepath.Join(dir, "tmp", "put-new")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * staleTemp)
+	os.Chtimes(stale, old, old)
+	if _, err := NewLocal(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temp kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh temp (maybe another process's Put) removed: %v", err)
+	}
+}
+
+// zeros yields n zero bytes without holding them.
+type zeros struct{ n int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.n <= 0 {
+		return 0, io.EOF
+	}
+	k := min(int64(len(p)), z.n)
+	clear(p[:k])
+	z.n -= k
+	return int(k), nil
+}
+
+func TestLocalPutStreams(t *testing.T) {
+	l, _ := newLocal(t)
+	const size = 64 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ref, err := l.Put(t.Context(), &zeros{n: size})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.Size != size {
+		t.Errorf("size %d", ref.Size)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > size/8 {
+		t.Errorf("Put of %d bytes allocated %d bytes: not streaming", size, alloc)
+	}
+}

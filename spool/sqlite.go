@@ -1,0 +1,1190 @@
+package spool
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver (pure Go)
+)
+
+//go:embed migrations/sqlite/*.sql
+var sqliteMigrations embed.FS
+
+// SQLite is the single-node [Store]: one database file in WAL mode with
+// synchronous=FULL, written through one connection and read through a
+// separate read-only pool (see the package documentation for why).
+type SQLite struct {
+	w, r  *sql.DB
+	clock func() time.Time
+}
+
+// SQLiteOptions tunes OpenSQLite; the zero value is the default.
+type SQLiteOptions struct {
+	// BusyTimeout is how long a statement waits for another process's lock
+	// (the CLI, a backup) before failing; default 10s.
+	BusyTimeout time.Duration
+	// Readers is the size of the read pool; default 4.
+	Readers int
+	// Clock replaces time.Now (tests).
+	Clock func() time.Time
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed) the spool database at path and
+// migrates its schema to the version this binary knows. It refuses a
+// database migrated by a newer binary.
+func OpenSQLite(ctx context.Context, path string, o *SQLiteOptions) (*SQLite, error) {
+	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("spool: open sqlite: %w: path %q (a plain file path is required)", ErrInvalid, path)
+	}
+	var opt SQLiteOptions
+	if o != nil {
+		opt = *o
+	}
+	if opt.BusyTimeout <= 0 {
+		opt.BusyTimeout = 10 * time.Second
+	}
+	if opt.Readers <= 0 {
+		opt.Readers = 4
+	}
+	if opt.Clock == nil {
+		opt.Clock = time.Now
+	}
+	busy := strconv.FormatInt(opt.BusyTimeout.Milliseconds(), 10)
+	common := "_pragma=busy_timeout(" + busy + ")&_pragma=foreign_keys(1)"
+
+	// BEGIN IMMEDIATE: a write transaction takes the write lock at once, so
+	// another process's writer makes it wait (busy_timeout) instead of
+	// failing a read→write upgrade with SQLITE_BUSY.
+	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("spool: open sqlite %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	s := &SQLite{w: w, clock: opt.Clock}
+	if err := s.checkPragmas(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("spool: open sqlite %s: %w", path, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("spool: open sqlite %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("spool: open sqlite %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(opt.Readers)
+	r.SetMaxIdleConns(opt.Readers)
+	s.r = r
+	return s, nil
+}
+
+// checkPragmas verifies the writer really runs with the settings durability
+// depends on (a DSN typo would otherwise pass silently).
+func (s *SQLite) checkPragmas(ctx context.Context) error {
+	var mode string
+	var syncLevel, fk int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return err
+	}
+	if err := s.w.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&syncLevel); err != nil {
+		return err
+	}
+	if err := s.w.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mode, "wal") || syncLevel != 2 || fk != 1 {
+		return fmt.Errorf("pragmas not in effect: journal_mode=%s synchronous=%d foreign_keys=%d", mode, syncLevel, fk)
+	}
+	return nil
+}
+
+// SchemaVersion returns the highest migration applied.
+func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.w.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v)
+	return v, err
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 || !strings.HasSuffix(e.Name(), ".sql") {
+			return nil, fmt.Errorf("migration %s: name must be NNNN_name.sql", e.Name())
+		}
+		b, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i := range ms {
+		if ms[i].version != i+1 {
+			return nil, fmt.Errorf("migration %s: versions must run 1, 2, 3, … without gaps", ms[i].name)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies each embedded migration not yet recorded, each in its own
+// transaction with its row in schema_migrations.
+func (s *SQLite) migrate(ctx context.Context) error {
+	ms, err := loadMigrations(sqliteMigrations, "migrations/sqlite")
+	if err != nil {
+		return err
+	}
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	have, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if have > len(ms) {
+		return fmt.Errorf("migrate: database schema is version %d, this binary knows up to %d: upgrade edigw", have, len(ms))
+	}
+	for _, m := range ms[have:] {
+		err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&n); err != nil || n > 0 {
+				return err // another process applied it meanwhile
+			}
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", m.version, m.name, micros(now))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// Close closes both pools.
+func (s *SQLite) Close() error {
+	var errs []error
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	errs = append(errs, s.w.Close())
+	return errors.Join(errs...)
+}
+
+// ---- helpers ----
+
+func (s *SQLite) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
+}
+
+func norm(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// write runs fn in one write transaction on the single writer connection.
+func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx, now time.Time) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx, s.now()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func nullJSON(b json.RawMessage) sql.NullString {
+	return sql.NullString{String: string(b), Valid: len(b) > 0}
+}
+
+func rawJSON(ns sql.NullString) json.RawMessage {
+	if !ns.Valid || ns.String == "" {
+		return nil
+	}
+	return json.RawMessage(ns.String)
+}
+
+func checkJSON(what string, b json.RawMessage) error {
+	if len(b) > 0 && !json.Valid(b) {
+		return fmt.Errorf("%w: %s is not valid JSON", ErrInvalid, what)
+	}
+	return nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// workTable returns the table holding a unit of work with this id.
+func workTable(id ID) (string, error) {
+	switch id.Kind() {
+	case KindFile:
+		return "files", nil
+	case KindDocument:
+		return "documents", nil
+	}
+	return "", fmt.Errorf("%w: %q is not a file or document id", ErrInvalid, id)
+}
+
+const workCols = "state, retry_of, attempts, next_attempt_at, last_error, lease_owner, lease_until"
+
+func workDest(w *Work, next, until *int64) []any {
+	return []any{&w.State, &w.RetryOf, &w.Attempts, next, &w.LastError, &w.LeaseOwner, until}
+}
+
+const fileCols = "id, partner, channel, direction, name, remote_path, sha256, size, received_at, duplicate_of, meta, " +
+	workCols + ", created_at, updated_at"
+
+func scanFile(sc scanner) (File, error) {
+	var f File
+	var dup, meta sql.NullString
+	var received, next, until, created, updated int64
+	dest := []any{&f.ID, &f.Partner, &f.Channel, &f.Direction, &f.Name, &f.RemotePath, &f.Blob.SHA256, &f.Blob.Size, &received, &dup, &meta}
+	dest = append(dest, workDest(&f.Work, &next, &until)...)
+	dest = append(dest, &created, &updated)
+	if err := sc.Scan(dest...); err != nil {
+		return File{}, err
+	}
+	f.ReceivedAt, f.NextAttemptAt, f.LeaseUntil = fromMicros(received), fromMicros(next), fromMicros(until)
+	f.CreatedAt, f.UpdatedAt = fromMicros(created), fromMicros(updated)
+	f.DuplicateOf, f.Meta = ID(dup.String), rawJSON(meta)
+	return f, nil
+}
+
+const ixCols = "id, file_id, seq, partner, control, sender, receiver, version, state, duplicate_of, received_at, " +
+	"ack_kind, ack_status, ack_control, ack_sha256, ack_size, ack_at, meta, created_at, updated_at"
+
+func scanInterchange(sc scanner) (Interchange, error) {
+	var x Interchange
+	var dup, meta sql.NullString
+	var received, ackAt, created, updated int64
+	err := sc.Scan(&x.ID, &x.FileID, &x.Seq, &x.Partner, &x.Control, &x.Sender, &x.Receiver, &x.Version, &x.State, &dup, &received,
+		&x.Ack.Kind, &x.Ack.Status, &x.Ack.Control, &x.Ack.Blob.SHA256, &x.Ack.Blob.Size, &ackAt, &meta, &created, &updated)
+	if err != nil {
+		return Interchange{}, err
+	}
+	x.DuplicateOf, x.Meta = ID(dup.String), rawJSON(meta)
+	x.ReceivedAt, x.Ack.At, x.CreatedAt, x.UpdatedAt = fromMicros(received), fromMicros(ackAt), fromMicros(created), fromMicros(updated)
+	return x, nil
+}
+
+const docCols = "id, file_id, interchange_id, seq, partner, type, group_control, set_control, business_key, idempotency_key, " +
+	"mapped_sha256, mapped_size, resp_status, resp_sha256, resp_size, resp_at, meta, " + workCols + ", created_at, updated_at"
+
+func scanDocument(sc scanner) (Document, error) {
+	var d Document
+	var ix, meta sql.NullString
+	var respAt, next, until, created, updated int64
+	dest := []any{&d.ID, &d.FileID, &ix, &d.Seq, &d.Partner, &d.Type, &d.GroupControl, &d.SetControl, &d.BusinessKey, &d.IdempotencyKey,
+		&d.Mapped.SHA256, &d.Mapped.Size, &d.Response.Status, &d.Response.Body.SHA256, &d.Response.Body.Size, &respAt, &meta}
+	dest = append(dest, workDest(&d.Work, &next, &until)...)
+	dest = append(dest, &created, &updated)
+	if err := sc.Scan(dest...); err != nil {
+		return Document{}, err
+	}
+	d.InterchangeID, d.Meta = ID(ix.String), rawJSON(meta)
+	d.Response.At, d.NextAttemptAt, d.LeaseUntil = fromMicros(respAt), fromMicros(next), fromMicros(until)
+	d.CreatedAt, d.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return d, nil
+}
+
+const eventCols = "seq, subject, at, actor, kind, from_state, to_state, message, detail"
+
+func scanEvent(sc scanner) (Event, error) {
+	var e Event
+	var at int64
+	var detail sql.NullString
+	if err := sc.Scan(&e.Seq, &e.Subject, &at, &e.Actor, &e.Kind, &e.From, &e.To, &e.Message, &detail); err != nil {
+		return Event{}, err
+	}
+	e.At, e.Detail = fromMicros(at), rawJSON(detail)
+	return e, nil
+}
+
+func insertEvent(ctx context.Context, tx *sql.Tx, e Event) error {
+	_, err := tx.ExecContext(ctx, "INSERT INTO events (subject, at, actor, kind, from_state, to_state, message, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		e.Subject, micros(e.At), e.Actor, e.Kind, e.From, e.To, e.Message, nullJSON(e.Detail))
+	if err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	return nil
+}
+
+func notFound(err error, id ID) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", id, ErrNotFound)
+	}
+	return err
+}
+
+// ---- Recorder ----
+
+// AddFile implements [Recorder].
+func (s *SQLite) AddFile(ctx context.Context, nf NewFile) (File, error) {
+	if nf.Partner == "" || nf.Channel == "" {
+		return File{}, fmt.Errorf("spool: add file: %w: partner and channel are required", ErrInvalid)
+	}
+	if err := nf.Blob.Check(); err != nil {
+		return File{}, fmt.Errorf("spool: add file: %w", err)
+	}
+	if nf.Direction == "" {
+		nf.Direction = Inbound
+	}
+	if nf.Direction != Inbound && nf.Direction != Outbound {
+		return File{}, fmt.Errorf("spool: add file: %w: direction %q", ErrInvalid, nf.Direction)
+	}
+	if err := checkJSON("meta", nf.Meta); err != nil {
+		return File{}, fmt.Errorf("spool: add file: %w", err)
+	}
+	actor := cmp.Or(nf.Actor, "system")
+	var f File
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		received := cmpOrTime(norm(nf.ReceivedAt), now)
+		id, err := NewID(KindFile, now)
+		if err != nil {
+			return err
+		}
+		var dupOf string
+		if !nf.NoDedupe {
+			q := "SELECT id FROM files WHERE partner = ? AND sha256 = ? AND duplicate_of IS NULL AND received_at <= ?"
+			args := []any{nf.Partner, nf.Blob.SHA256, micros(received)}
+			if nf.DedupeWindow > 0 {
+				q += " AND received_at >= ?"
+				args = append(args, micros(received.Add(-nf.DedupeWindow)))
+			}
+			err := tx.QueryRowContext(ctx, q+" ORDER BY received_at, id LIMIT 1", args...).Scan(&dupOf)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("dedupe: %w", err)
+			}
+		}
+		state, msg := StateReceived, ""
+		if dupOf != "" {
+			state, msg = StateDuplicate, "same content as "+dupOf
+		}
+		f, err = scanFile(tx.QueryRowContext(ctx, `INSERT INTO files (id, partner, channel, direction, name, remote_path, sha256, size,
+			received_at, duplicate_of, meta, state, next_attempt_at, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+fileCols,
+			id, nf.Partner, nf.Channel, nf.Direction, nf.Name, nf.RemotePath, nf.Blob.SHA256, nf.Blob.Size,
+			micros(received), nullString(dupOf), nullJSON(nf.Meta), state, micros(now), micros(now), micros(now)))
+		if err != nil {
+			return err
+		}
+		return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: actor, Kind: EventCreated, To: state, Message: msg})
+	})
+	if err != nil {
+		return File{}, fmt.Errorf("spool: add file: %w", err)
+	}
+	return f, nil
+}
+
+// AddInterchange implements [Recorder].
+func (s *SQLite) AddInterchange(ctx context.Context, ni NewInterchange) (Interchange, error) {
+	if ni.FileID.Kind() != KindFile || ni.Seq < 0 || ni.Control == "" {
+		return Interchange{}, fmt.Errorf("spool: add interchange: %w: file id, seq >= 0 and control are required", ErrInvalid)
+	}
+	if err := checkJSON("meta", ni.Meta); err != nil {
+		return Interchange{}, fmt.Errorf("spool: add interchange: %w", err)
+	}
+	var x Interchange
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		var err error
+		x, err = scanInterchange(tx.QueryRowContext(ctx, "SELECT "+ixCols+" FROM interchanges WHERE file_id = ? AND seq = ?", ni.FileID, ni.Seq))
+		if err == nil {
+			return nil // added before: a re-run of the same stage
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		var partner string
+		var received int64
+		if err := tx.QueryRowContext(ctx, "SELECT partner, received_at FROM files WHERE id = ?", ni.FileID).Scan(&partner, &received); err != nil {
+			return notFound(err, ni.FileID)
+		}
+		state, dupOf, msg := StateParsed, "", ""
+		if ni.Rejected {
+			state = StateRejected
+		} else if !ni.NoDedupe {
+			q := "SELECT id FROM interchanges WHERE partner = ? AND control = ? AND state = 'parsed' AND received_at <= ?"
+			args := []any{partner, ni.Control, received}
+			if ni.DedupeWindow > 0 {
+				q += " AND received_at >= ?"
+				args = append(args, received-ni.DedupeWindow.Microseconds())
+			}
+			err := tx.QueryRowContext(ctx, q+" ORDER BY received_at, id LIMIT 1", args...).Scan(&dupOf)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("dedupe: %w", err)
+			}
+			if dupOf != "" {
+				state, msg = StateDuplicate, "interchange control "+ni.Control+" already received in "+dupOf
+			}
+		}
+		id, err := NewID(KindInterchange, now)
+		if err != nil {
+			return err
+		}
+		x, err = scanInterchange(tx.QueryRowContext(ctx, `INSERT INTO interchanges (id, file_id, seq, partner, control, sender, receiver,
+			version, state, duplicate_of, received_at, meta, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+ixCols,
+			id, ni.FileID, ni.Seq, partner, ni.Control, ni.Sender, ni.Receiver, ni.Version, state, nullString(dupOf), received,
+			nullJSON(ni.Meta), micros(now), micros(now)))
+		if err != nil {
+			return err
+		}
+		return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: "system", Kind: EventCreated, To: state, Message: msg})
+	})
+	if err != nil {
+		return Interchange{}, fmt.Errorf("spool: add interchange to %s: %w", ni.FileID, err)
+	}
+	return x, nil
+}
+
+// AddDocument implements [Recorder].
+func (s *SQLite) AddDocument(ctx context.Context, nd NewDocument) (Document, error) {
+	if nd.FileID.Kind() != KindFile || nd.Seq < 0 || nd.Type == "" {
+		return Document{}, fmt.Errorf("spool: add document: %w: file id, seq >= 0 and type are required", ErrInvalid)
+	}
+	if nd.InterchangeID != "" && nd.InterchangeID.Kind() != KindInterchange {
+		return Document{}, fmt.Errorf("spool: add document: %w: %q is not an interchange id", ErrInvalid, nd.InterchangeID)
+	}
+	state := cmp.Or(nd.State, StateParsed)
+	if err := checkState(state); err != nil || state == StateRetrying {
+		return Document{}, fmt.Errorf("spool: add document: %w: cannot start in state %q", ErrInvalid, state)
+	}
+	if err := checkJSON("meta", nd.Meta); err != nil {
+		return Document{}, fmt.Errorf("spool: add document: %w", err)
+	}
+	var d Document
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		var err error
+		d, err = scanDocument(tx.QueryRowContext(ctx, "SELECT "+docCols+" FROM documents WHERE file_id = ? AND seq = ?", nd.FileID, nd.Seq))
+		if err == nil {
+			return nil // added before
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		var partner string
+		if err := tx.QueryRowContext(ctx, "SELECT partner FROM files WHERE id = ?", nd.FileID).Scan(&partner); err != nil {
+			return notFound(err, nd.FileID)
+		}
+		if nd.InterchangeID != "" {
+			var fileID ID
+			if err := tx.QueryRowContext(ctx, "SELECT file_id FROM interchanges WHERE id = ?", nd.InterchangeID).Scan(&fileID); err != nil {
+				return notFound(err, nd.InterchangeID)
+			}
+			if fileID != nd.FileID {
+				return fmt.Errorf("%w: interchange %s belongs to %s", ErrInvalid, nd.InterchangeID, fileID)
+			}
+		}
+		id, err := NewID(KindDocument, now)
+		if err != nil {
+			return err
+		}
+		d, err = scanDocument(tx.QueryRowContext(ctx, `INSERT INTO documents (id, file_id, interchange_id, seq, partner, type,
+			group_control, set_control, business_key, idempotency_key, meta, state, last_error, next_attempt_at, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+docCols,
+			id, nd.FileID, nullString(string(nd.InterchangeID)), nd.Seq, partner, nd.Type, nd.GroupControl, nd.SetControl,
+			nd.BusinessKey, nd.IdempotencyKey, nullJSON(nd.Meta), state, nd.Reason, micros(now), micros(now), micros(now)))
+		if err != nil {
+			return err
+		}
+		return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: cmp.Or(nd.Actor, "system"), Kind: EventCreated, To: state, Message: nd.Reason})
+	})
+	if err != nil {
+		return Document{}, fmt.Errorf("spool: add document to %s: %w", nd.FileID, err)
+	}
+	return d, nil
+}
+
+// SetInterchangeAck implements [Recorder].
+func (s *SQLite) SetInterchangeAck(ctx context.Context, id ID, a Ack, opts ...Option) error {
+	o, err := ApplyOptions(opts)
+	if err == nil && id.Kind() != KindInterchange {
+		err = fmt.Errorf("%w: %q is not an interchange id", ErrInvalid, id)
+	}
+	if err == nil && !a.Blob.IsZero() {
+		err = a.Blob.Check()
+	}
+	if err == nil {
+		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			at := cmpOrTime(norm(a.At), now)
+			res, err := tx.ExecContext(ctx, `UPDATE interchanges SET ack_kind = ?, ack_status = ?, ack_control = ?, ack_sha256 = ?,
+				ack_size = ?, ack_at = ?, updated_at = ? WHERE id = ?`,
+				a.Kind, a.Status, a.Control, a.Blob.SHA256, a.Blob.Size, micros(at), micros(now), id)
+			if err := oneRow(res, err, id); err != nil {
+				return err
+			}
+			detail := o.Detail
+			if detail == nil {
+				detail, _ = json.Marshal(map[string]string{"kind": a.Kind, "status": a.Status, "control": a.Control})
+			}
+			return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventAck, Message: o.Reason, Detail: detail})
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("spool: set ack of %s: %w", id, err)
+	}
+	return nil
+}
+
+// SetDocumentMapped implements [Recorder].
+func (s *SQLite) SetDocumentMapped(ctx context.Context, id ID, mapped BlobRef, businessKey string) error {
+	err := mapped.Check()
+	if err == nil && id.Kind() != KindDocument {
+		err = fmt.Errorf("%w: %q is not a document id", ErrInvalid, id)
+	}
+	if err == nil {
+		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			res, err := tx.ExecContext(ctx, `UPDATE documents SET mapped_sha256 = ?, mapped_size = ?,
+				business_key = CASE WHEN ? = '' THEN business_key ELSE ? END, updated_at = ? WHERE id = ?`,
+				mapped.SHA256, mapped.Size, businessKey, businessKey, micros(now), id)
+			return oneRow(res, err, id)
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("spool: set mapped of %s: %w", id, err)
+	}
+	return nil
+}
+
+// SetDocumentResult implements [Recorder].
+func (s *SQLite) SetDocumentResult(ctx context.Context, id ID, r Response, opts ...Option) error {
+	o, err := ApplyOptions(opts)
+	if err == nil && id.Kind() != KindDocument {
+		err = fmt.Errorf("%w: %q is not a document id", ErrInvalid, id)
+	}
+	if err == nil && !r.Body.IsZero() {
+		err = r.Body.Check()
+	}
+	if err == nil {
+		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			at := cmpOrTime(norm(r.At), now)
+			res, err := tx.ExecContext(ctx, `UPDATE documents SET resp_status = ?, resp_sha256 = ?, resp_size = ?, resp_at = ?,
+				updated_at = ? WHERE id = ?`, r.Status, r.Body.SHA256, r.Body.Size, micros(at), micros(now), id)
+			if err := oneRow(res, err, id); err != nil {
+				return err
+			}
+			detail := o.Detail
+			if detail == nil {
+				detail, _ = json.Marshal(map[string]any{"status": r.Status, "body": r.Body.SHA256})
+			}
+			return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventResult, Message: o.Reason, Detail: detail})
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("spool: set result of %s: %w", id, err)
+	}
+	return nil
+}
+
+// AddEvent implements [Recorder].
+func (s *SQLite) AddEvent(ctx context.Context, e Event) error {
+	err := checkJSON("detail", e.Detail)
+	if err == nil && e.Kind != EventNote && e.Kind != EventError {
+		err = fmt.Errorf("%w: only note and error events may be added, not %q", ErrInvalid, e.Kind)
+	}
+	tbl := map[Kind]string{KindFile: "files", KindDocument: "documents", KindInterchange: "interchanges"}[e.Subject.Kind()]
+	if err == nil && tbl == "" {
+		err = fmt.Errorf("%w: %q is not an id", ErrInvalid, e.Subject)
+	}
+	if err == nil {
+		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			var one int
+			if err := tx.QueryRowContext(ctx, "SELECT 1 FROM "+tbl+" WHERE id = ?", e.Subject).Scan(&one); err != nil {
+				return notFound(err, e.Subject)
+			}
+			e.At, e.From, e.To, e.Actor = now, "", "", cmp.Or(e.Actor, "system")
+			return insertEvent(ctx, tx, e)
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("spool: add event to %s: %w", e.Subject, err)
+	}
+	return nil
+}
+
+func oneRow(res sql.Result, err error, id ID) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// ---- Queue ----
+
+// maxClaim bounds one Claim's batch.
+const maxClaim = 1000
+
+// Claim implements [Queue].
+func (s *SQLite) Claim(ctx context.Context, kind Kind, states []State, owner string, lease time.Duration, limit int) ([]Item, error) {
+	tbl := map[Kind]string{KindFile: "files", KindDocument: "documents"}[kind]
+	var err error
+	switch {
+	case tbl == "":
+		err = fmt.Errorf("%w: cannot claim kind %q", ErrInvalid, kind)
+	case len(states) == 0 || owner == "" || lease <= 0 || limit <= 0:
+		err = fmt.Errorf("%w: states, owner, a positive lease and a positive limit are required", ErrInvalid)
+	}
+	args := make([]any, 0, 2*len(states)+3)
+	for _, st := range states {
+		if err == nil {
+			if err = checkState(st); err == nil && st == StateRetrying {
+				err = fmt.Errorf("%w: claim the retried stage, not %q", ErrInvalid, st)
+			}
+		}
+		args = append(args, st)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: claim: %w", err)
+	}
+	args = append(args, args...)
+	limit = min(limit, maxClaim)
+
+	var items []Item
+	err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		items = items[:0]
+		in := placeholders(len(states))
+		q := "SELECT id, lease_owner, lease_until FROM " + tbl + " WHERE (state IN (" + in + ") OR (state = 'retrying' AND retry_of IN (" + in + ")))" +
+			" AND next_attempt_at <= ? AND lease_until <= ? ORDER BY next_attempt_at, id LIMIT ?"
+		rows, err := tx.QueryContext(ctx, q, append(args, micros(now), micros(now), limit)...)
+		if err != nil {
+			return err
+		}
+		type cand struct {
+			id    ID
+			owner string
+			until int64
+		}
+		var cands []cand
+		for rows.Next() {
+			var c cand
+			if err := rows.Scan(&c.id, &c.owner, &c.until); err != nil {
+				rows.Close()
+				return err
+			}
+			cands = append(cands, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		until := micros(now.Add(lease))
+		for _, c := range cands {
+			var it Item
+			row := tx.QueryRowContext(ctx, "UPDATE "+tbl+" SET lease_owner = ?, lease_until = ?, updated_at = ? WHERE id = ? RETURNING "+
+				map[Kind]string{KindFile: fileCols, KindDocument: docCols}[kind], owner, until, micros(now), c.id)
+			if kind == KindFile {
+				f, err := scanFile(row)
+				if err != nil {
+					return err
+				}
+				it = Item{Kind: kind, File: &f}
+			} else {
+				d, err := scanDocument(row)
+				if err != nil {
+					return err
+				}
+				it = Item{Kind: kind, Document: &d}
+			}
+			items = append(items, it)
+			if c.owner != "" {
+				detail, _ := json.Marshal(map[string]any{"previous_owner": c.owner, "expired_at": fromMicros(c.until)})
+				err := insertEvent(ctx, tx, Event{Subject: c.id, At: now, Actor: owner, Kind: EventReclaim,
+					Message: "lease of " + c.owner + " expired", Detail: detail})
+				if err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: claim %s: %w", kind, err)
+	}
+	return items, nil
+}
+
+type current struct {
+	state, retryOf State
+	owner          string
+	until          time.Time
+}
+
+func (s *SQLite) current(ctx context.Context, tx *sql.Tx, tbl string, id ID) (current, error) {
+	var c current
+	var until int64
+	err := tx.QueryRowContext(ctx, "SELECT state, retry_of, lease_owner, lease_until FROM "+tbl+" WHERE id = ?", id).
+		Scan(&c.state, &c.retryOf, &c.owner, &until)
+	c.until = fromMicros(until)
+	return c, notFound(err, id)
+}
+
+// checkLease: with an owner, the caller must still hold the lease; without
+// one, nobody else may hold a valid lease.
+func checkLease(c current, owner string, now time.Time) error {
+	if owner != "" {
+		if c.owner != owner {
+			holder := cmp.Or(c.owner, "nobody")
+			return fmt.Errorf("%w: %s does not hold it (%s does)", ErrLeaseLost, owner, holder)
+		}
+		return nil
+	}
+	if c.owner != "" && c.until.After(now) {
+		return fmt.Errorf("%w: %s holds it until %s", ErrLeased, c.owner, c.until.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// ExtendLease implements [Queue].
+func (s *SQLite) ExtendLease(ctx context.Context, id ID, owner string, lease time.Duration) (time.Time, error) {
+	tbl, err := workTable(id)
+	if err == nil && (owner == "" || lease <= 0) {
+		err = fmt.Errorf("%w: owner and a positive lease are required", ErrInvalid)
+	}
+	var until time.Time
+	if err == nil {
+		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			c, err := s.current(ctx, tx, tbl, id)
+			if err != nil {
+				return err
+			}
+			if err := checkLease(c, owner, now); err != nil {
+				return err
+			}
+			until = now.Add(lease)
+			_, err = tx.ExecContext(ctx, "UPDATE "+tbl+" SET lease_until = ?, updated_at = ? WHERE id = ?", micros(until), micros(now), id)
+			return err
+		})
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("spool: extend lease on %s: %w", id, err)
+	}
+	return until, nil
+}
+
+// Release implements [Queue].
+func (s *SQLite) Release(ctx context.Context, id ID, owner string, opts ...Option) error {
+	tbl, err := workTable(id)
+	o, oerr := ApplyOptions(opts)
+	err = errors.Join(err, oerr)
+	if err == nil && owner == "" {
+		err = fmt.Errorf("%w: owner is required", ErrInvalid)
+	}
+	if err == nil {
+		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			c, err := s.current(ctx, tx, tbl, id)
+			if err != nil {
+				return err
+			}
+			if err := checkLease(c, owner, now); err != nil {
+				return err
+			}
+			next := cmpOrTime(norm(o.NextAt), now)
+			_, err = tx.ExecContext(ctx, "UPDATE "+tbl+" SET lease_owner = '', lease_until = 0, next_attempt_at = ?, updated_at = ? WHERE id = ?",
+				micros(next), micros(now), id)
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("spool: release %s: %w", id, err)
+	}
+	return nil
+}
+
+// Transition implements [Queue].
+func (s *SQLite) Transition(ctx context.Context, id ID, from, to State, opts ...Option) error {
+	tbl, err := workTable(id)
+	o, oerr := ApplyOptions(opts)
+	err = errors.Join(err, oerr, checkState(from), checkState(to))
+	if err == nil {
+		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			c, err := s.current(ctx, tx, tbl, id)
+			if err != nil {
+				return err
+			}
+			if c.state != from && (c.state != StateRetrying || c.retryOf != from) {
+				return &ConflictError{ID: id, Expected: from, Actual: c.state}
+			}
+			stage := c.state
+			if stage == StateRetrying {
+				stage = c.retryOf
+			}
+			if !CanTransition(stage, to) {
+				return fmt.Errorf("%w: %s → %s", ErrInvalidTransition, stage, to)
+			}
+			if err := checkLease(c, o.Owner, now); err != nil {
+				return err
+			}
+			// A forward move starts the next stage afresh; a stop keeps the
+			// count and records why.
+			set := "attempts = 0, last_error = ''"
+			args := []any{}
+			if !to.InPipeline() {
+				set = "last_error = CASE WHEN ? = '' THEN last_error ELSE ? END"
+				args = append(args, o.Reason, o.Reason)
+			}
+			next := cmpOrTime(norm(o.NextAt), now)
+			args = append(args, to, micros(next), micros(now), id)
+			_, err = tx.ExecContext(ctx, "UPDATE "+tbl+" SET "+set+", state = ?, retry_of = '', next_attempt_at = ?, lease_owner = '', lease_until = 0, updated_at = ? WHERE id = ?", args...)
+			if err != nil {
+				return err
+			}
+			return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventTransition, From: c.state, To: to, Message: o.Reason, Detail: o.Detail})
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("spool: transition %s %s → %s: %w", id, from, to, err)
+	}
+	return nil
+}
+
+// Retry implements [Queue].
+func (s *SQLite) Retry(ctx context.Context, id ID, cause error, next time.Time, opts ...Option) error {
+	tbl, err := workTable(id)
+	o, oerr := ApplyOptions(opts)
+	err = errors.Join(err, oerr)
+	if err == nil && cause == nil {
+		err = fmt.Errorf("%w: a cause is required", ErrInvalid)
+	}
+	if err == nil {
+		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			c, err := s.current(ctx, tx, tbl, id)
+			if err != nil {
+				return err
+			}
+			if !CanRetry(c.state) {
+				return fmt.Errorf("%w: cannot retry an item that is %s", ErrInvalidTransition, c.state)
+			}
+			if err := checkLease(c, o.Owner, now); err != nil {
+				return err
+			}
+			stage := c.state
+			if stage == StateRetrying {
+				stage = c.retryOf
+			}
+			due := cmpOrTime(norm(next), now)
+			var attempts int
+			err = tx.QueryRowContext(ctx, "UPDATE "+tbl+` SET state = 'retrying', retry_of = ?, attempts = attempts + 1, last_error = ?,
+				next_attempt_at = ?, lease_owner = '', lease_until = 0, updated_at = ? WHERE id = ? RETURNING attempts`,
+				stage, cause.Error(), micros(due), micros(now), id).Scan(&attempts)
+			if err != nil {
+				return err
+			}
+			detail := o.Detail
+			if detail == nil {
+				detail, _ = json.Marshal(map[string]any{"stage": stage, "attempt": attempts, "next_attempt_at": due})
+			}
+			return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventRetry, From: c.state, To: StateRetrying,
+				Message: cause.Error(), Detail: detail})
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("spool: retry %s: %w", id, err)
+	}
+	return nil
+}
+
+// Replay implements [Queue].
+func (s *SQLite) Replay(ctx context.Context, id ID, to State, opts ...Option) error {
+	tbl, err := workTable(id)
+	o, oerr := ApplyOptions(opts)
+	err = errors.Join(err, oerr)
+	if err == nil && !CanReplayTo(to) {
+		err = fmt.Errorf("%w: replay to %q (a pipeline state before done)", ErrInvalidTransition, to)
+	}
+	if err == nil {
+		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			c, err := s.current(ctx, tx, tbl, id)
+			if err != nil {
+				return err
+			}
+			if err := checkLease(c, o.Owner, now); err != nil {
+				return err
+			}
+			next := cmpOrTime(norm(o.NextAt), now)
+			_, err = tx.ExecContext(ctx, "UPDATE "+tbl+` SET state = ?, retry_of = '', attempts = 0, last_error = '', next_attempt_at = ?,
+				lease_owner = '', lease_until = 0, updated_at = ? WHERE id = ?`, to, micros(next), micros(now), id)
+			if err != nil {
+				return err
+			}
+			return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventReplay, From: c.state, To: to, Message: o.Reason, Detail: o.Detail})
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("spool: replay %s to %s: %w", id, to, err)
+	}
+	return nil
+}
+
+// ---- Reader ----
+
+// GetFile implements [Reader].
+func (s *SQLite) GetFile(ctx context.Context, id ID) (File, error) {
+	f, err := scanFile(s.r.QueryRowContext(ctx, "SELECT "+fileCols+" FROM files WHERE id = ?", id))
+	if err != nil {
+		return File{}, fmt.Errorf("spool: get file: %w", notFound(err, id))
+	}
+	return f, nil
+}
+
+// GetInterchange implements [Reader].
+func (s *SQLite) GetInterchange(ctx context.Context, id ID) (Interchange, error) {
+	x, err := scanInterchange(s.r.QueryRowContext(ctx, "SELECT "+ixCols+" FROM interchanges WHERE id = ?", id))
+	if err != nil {
+		return Interchange{}, fmt.Errorf("spool: get interchange: %w", notFound(err, id))
+	}
+	return x, nil
+}
+
+// GetDocument implements [Reader].
+func (s *SQLite) GetDocument(ctx context.Context, id ID) (Document, error) {
+	d, err := scanDocument(s.r.QueryRowContext(ctx, "SELECT "+docCols+" FROM documents WHERE id = ?", id))
+	if err != nil {
+		return Document{}, fmt.Errorf("spool: get document: %w", notFound(err, id))
+	}
+	return d, nil
+}
+
+// where accumulates a WHERE clause.
+type where struct {
+	conds []string
+	args  []any
+}
+
+func (w *where) eq(col string, v string) {
+	if v != "" {
+		w.add(col+" = ?", v)
+	}
+}
+
+func (w *where) add(cond string, args ...any) {
+	w.conds = append(w.conds, cond)
+	w.args = append(w.args, args...)
+}
+
+func (w *where) in(col string, vs []string) {
+	if len(vs) > 0 {
+		args := make([]any, len(vs))
+		for i, v := range vs {
+			args[i] = v
+		}
+		w.add(col+" IN ("+placeholders(len(vs))+")", args...)
+	}
+}
+
+func (w *where) between(col string, since, until time.Time) {
+	if !since.IsZero() {
+		w.add(col+" >= ?", micros(norm(since)))
+	}
+	if !until.IsZero() {
+		w.add(col+" < ?", micros(norm(until)))
+	}
+}
+
+// page appends keyset paging and returns the query's tail and the limit.
+func (w *where) page(p Page) (string, int) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	order := "DESC"
+	if p.Ascending {
+		order = "ASC"
+	}
+	if p.After != "" {
+		if p.Ascending {
+			w.add("id > ?", p.After)
+		} else {
+			w.add("id < ?", p.After)
+		}
+	}
+	clause := ""
+	if len(w.conds) > 0 {
+		clause = " WHERE " + strings.Join(w.conds, " AND ")
+	}
+	w.args = append(w.args, limit+1)
+	return clause + " ORDER BY id " + order + " LIMIT ?", limit
+}
+
+func states(ss []State) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return out
+}
+
+// ListFiles implements [Reader].
+func (s *SQLite) ListFiles(ctx context.Context, f FileFilter) ([]File, string, error) {
+	var w where
+	w.eq("partner", f.Partner)
+	w.eq("channel", f.Channel)
+	w.eq("sha256", f.SHA256)
+	w.in("state", states(f.States))
+	w.between("received_at", f.Since, f.Until)
+	tail, limit := w.page(f.Page)
+	files, err := list(ctx, s.r, "SELECT "+fileCols+" FROM files"+tail, w.args, scanFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("spool: list files: %w", err)
+	}
+	next := ""
+	if len(files) > limit {
+		files = files[:limit]
+		next = string(files[limit-1].ID)
+	}
+	return files, next, nil
+}
+
+// ListInterchanges implements [Reader].
+func (s *SQLite) ListInterchanges(ctx context.Context, fileID ID) ([]Interchange, error) {
+	xs, err := list(ctx, s.r, "SELECT "+ixCols+" FROM interchanges WHERE file_id = ? ORDER BY seq", []any{fileID}, scanInterchange)
+	if err != nil {
+		return nil, fmt.Errorf("spool: list interchanges of %s: %w", fileID, err)
+	}
+	return xs, nil
+}
+
+// ListDocuments implements [Reader].
+func (s *SQLite) ListDocuments(ctx context.Context, f DocumentFilter) ([]Document, string, error) {
+	var w where
+	w.eq("partner", f.Partner)
+	w.in("state", states(f.States))
+	w.in("type", f.Types)
+	w.eq("file_id", string(f.FileID))
+	w.eq("interchange_id", string(f.InterchangeID))
+	if f.InterchangeControl != "" {
+		w.add("interchange_id IN (SELECT id FROM interchanges WHERE control = ?)", f.InterchangeControl)
+	}
+	w.eq("group_control", f.GroupControl)
+	w.eq("set_control", f.SetControl)
+	w.eq("business_key", f.BusinessKey)
+	w.eq("idempotency_key", f.IdempotencyKey)
+	w.between("created_at", f.Since, f.Until)
+	tail, limit := w.page(f.Page)
+	docs, err := list(ctx, s.r, "SELECT "+docCols+" FROM documents"+tail, w.args, scanDocument)
+	if err != nil {
+		return nil, "", fmt.Errorf("spool: list documents: %w", err)
+	}
+	next := ""
+	if len(docs) > limit {
+		docs = docs[:limit]
+		next = string(docs[limit-1].ID)
+	}
+	return docs, next, nil
+}
+
+// Events implements [Reader].
+func (s *SQLite) Events(ctx context.Context, id ID) ([]Event, error) {
+	evs, err := list(ctx, s.r, "SELECT "+eventCols+" FROM events WHERE subject = ? ORDER BY seq", []any{id}, scanEvent)
+	if err == nil && len(evs) == 0 {
+		err = fmt.Errorf("%s: %w", id, ErrNotFound) // every record has its "created" event
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: events of %s: %w", id, err)
+	}
+	return evs, nil
+}
+
+func list[T any](ctx context.Context, db *sql.DB, q string, args []any, scan func(scanner) (T, error)) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// ---- Counters ----
+
+// NextControl implements [Counters].
+func (s *SQLite) NextControl(ctx context.Context, partner, name string) (int64, error) {
+	if partner == "" || name == "" {
+		return 0, fmt.Errorf("spool: next control: %w: partner and name are required", ErrInvalid)
+	}
+	var v int64
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO counters (partner, name, value, updated_at) VALUES (?, ?, 1, ?)
+			ON CONFLICT (partner, name) DO UPDATE
+			SET value = CASE WHEN value >= ? THEN 1 ELSE value + 1 END, updated_at = excluded.updated_at
+			RETURNING value`, partner, name, micros(now), MaxControl).Scan(&v)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("spool: next control %s/%s: %w", partner, name, err)
+	}
+	return v, nil
+}
+
+func cmpOrTime(t, def time.Time) time.Time {
+	if t.IsZero() {
+		return def
+	}
+	return t
+}

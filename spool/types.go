@@ -1,0 +1,426 @@
+package spool
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// Kind says what an ID names.
+type Kind string
+
+// The kinds of record. Files and documents are units of work (they have a
+// state and can be claimed); interchanges are bookkeeping.
+const (
+	KindFile        Kind = "file"
+	KindInterchange Kind = "interchange"
+	KindDocument    Kind = "document"
+)
+
+var kindPrefix = map[Kind]string{KindFile: "file_", KindInterchange: "ix_", KindDocument: "doc_"}
+
+// ID names a file, interchange or document: a kind prefix and a ULID, e.g.
+// "doc_01J9Z3M6Q0W2Q7K8Y1B9V4E5TR". IDs sort by creation time (to the
+// millisecond; IDs made in the same millisecond by different goroutines are
+// unique but in no particular order).
+type ID string
+
+// NewID returns a fresh ID of kind k stamped with time t.
+func NewID(k Kind, t time.Time) (ID, error) {
+	p, ok := kindPrefix[k]
+	if !ok {
+		return "", fmt.Errorf("%w: unknown kind %q", ErrInvalid, k)
+	}
+	u, err := ulid.New(ulid.Timestamp(t), ulid.DefaultEntropy())
+	if err != nil {
+		return "", fmt.Errorf("spool: new id: %w", err)
+	}
+	return ID(p + u.String()), nil
+}
+
+// Kind returns the kind the ID's prefix names, or "" for a malformed ID.
+func (id ID) Kind() Kind {
+	for k, p := range kindPrefix {
+		if rest, ok := strings.CutPrefix(string(id), p); ok {
+			if _, err := ulid.ParseStrict(rest); err == nil {
+				return k
+			}
+		}
+	}
+	return ""
+}
+
+func (id ID) String() string { return string(id) }
+
+// Direction says which way a file travels.
+const (
+	Inbound  = "in"  // from a partner to the ERP
+	Outbound = "out" // from the ERP to a partner
+)
+
+// Work is the part of a file or document that tracks its progress.
+type Work struct {
+	State State
+	// RetryOf is the stage being retried while State is StateRetrying; a
+	// claim for that stage's state picks the item up again once due.
+	RetryOf State
+	// Attempts counts failed attempts at the current stage (Retry adds one);
+	// a forward transition resets it, a move to rejected, held or dead keeps
+	// it for the operator.
+	Attempts int
+	// NextAttemptAt is when the item is next due; Claim ignores it until then.
+	NextAttemptAt time.Time
+	// LastError is the reason of the last Retry, or of a move to rejected,
+	// held or dead (WithReason). Cleared by a forward transition.
+	LastError string
+	// LeaseOwner and LeaseUntil say who holds the item. The lease is valid
+	// while LeaseUntil is after now; an expired lease may be claimed by
+	// anyone. Transition, Retry and Release clear it.
+	LeaseOwner string
+	LeaseUntil time.Time
+}
+
+// Stage is the state whose work is pending: RetryOf while retrying, State
+// otherwise.
+func (w Work) Stage() State {
+	if w.State == StateRetrying {
+		return w.RetryOf
+	}
+	return w.State
+}
+
+// File is one received file.
+type File struct {
+	ID         ID
+	Partner    string
+	Channel    string // how it came: sftp, poll, api, ...
+	Direction  string // Inbound or Outbound
+	Name       string // original file name
+	RemotePath string // where it was collected from, for a polled file
+	Blob       BlobRef
+	ReceivedAt time.Time
+	// DuplicateOf is the earlier file with the same content, when State is
+	// (or was, before a replay) StateDuplicate.
+	DuplicateOf ID
+	Meta        json.RawMessage // free-form JSON object, nil if none
+	Work
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// NewFile is the input of AddFile.
+type NewFile struct {
+	Partner    string // required
+	Channel    string // required
+	Direction  string // Inbound (default) or Outbound
+	Name       string
+	RemotePath string
+	Blob       BlobRef // required: Put the bytes first
+	ReceivedAt time.Time
+	Meta       json.RawMessage
+	// DedupeWindow bounds duplicate detection: the file is a duplicate of an
+	// earlier file of the same partner with the same SHA-256 received within
+	// DedupeWindow before ReceivedAt; 0 means at any time. NoDedupe turns
+	// detection off (for feeds that legitimately resend the same bytes).
+	DedupeWindow time.Duration
+	NoDedupe     bool
+	Actor        string // for the "created" event; default "system"
+}
+
+// Interchange is one ISA..IEA envelope of a file.
+type Interchange struct {
+	ID      ID
+	FileID  ID
+	Seq     int // position in the file, from 0
+	Partner string
+	Control string // ISA13
+	Sender  string // as the caller formats it, e.g. "ZZ:ACME"
+	// Receiver as the caller formats it.
+	Receiver string
+	Version  string // ISA12 (or the GS08 the caller cares about)
+	// State is StateParsed, StateRejected or StateDuplicate.
+	State State
+	// DuplicateOf is the earlier interchange with the same control number
+	// from the same partner, when State is StateDuplicate.
+	DuplicateOf ID
+	ReceivedAt  time.Time // the file's
+	Ack         Ack
+	Meta        json.RawMessage
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// NewInterchange is the input of AddInterchange.
+type NewInterchange struct {
+	FileID   ID
+	Seq      int
+	Control  string // required
+	Sender   string
+	Receiver string
+	Version  string
+	Rejected bool // the envelope itself is bad
+	Meta     json.RawMessage
+	// DedupeWindow bounds duplicate detection of (partner, Control): an
+	// earlier interchange counts if its file was received within the window
+	// before this one's; 0 means at any time. NoDedupe turns it off.
+	DedupeWindow time.Duration
+	NoDedupe     bool
+}
+
+// Ack is the functional acknowledgement of an interchange: the one sent for
+// an inbound interchange, or the one the partner returned for an outbound one.
+type Ack struct {
+	Kind    string  // "997", "999", "TA1", ...
+	Status  string  // e.g. A, E, P, R
+	Control string  // the ack's own control number
+	Blob    BlobRef // the ack's bytes, if kept
+	At      time.Time
+}
+
+// Document is one transaction set (or one CSV file): the unit that is mapped,
+// delivered and archived.
+type Document struct {
+	ID            ID
+	FileID        ID
+	InterchangeID ID // empty for a CSV document
+	Seq           int
+	Partner       string
+	Type          string // 850, 855, 856, 810, or a CSV feed name
+	GroupControl  string // GS06
+	SetControl    string // ST02
+	// BusinessKey is the PO, ASN or invoice number, for search.
+	BusinessKey string
+	// IdempotencyKey is sent with the delivery, so a redelivery is recognised.
+	IdempotencyKey string
+	Mapped         BlobRef // the canonical JSON
+	Response       Response
+	Meta           json.RawMessage
+	Work
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// NewDocument is the input of AddDocument.
+type NewDocument struct {
+	FileID         ID // required
+	InterchangeID  ID // empty for a CSV document
+	Seq            int
+	Type           string // required
+	GroupControl   string
+	SetControl     string
+	BusinessKey    string
+	IdempotencyKey string
+	// State is the starting state; default StateParsed. Not retrying.
+	State State
+	// Reason becomes LastError (e.g. why it starts held or rejected).
+	Reason string
+	Meta   json.RawMessage
+	Actor  string
+}
+
+// Response is the ERP's answer to a delivery.
+type Response struct {
+	Status int     // HTTP status; 0 if none yet
+	Body   BlobRef // the response body, if kept
+	At     time.Time
+}
+
+// Item is one piece of claimed work: exactly one of File and Document is set.
+type Item struct {
+	Kind     Kind
+	File     *File
+	Document *Document
+}
+
+// ID returns the claimed record's ID.
+func (it Item) ID() ID {
+	if it.File != nil {
+		return it.File.ID
+	}
+	if it.Document != nil {
+		return it.Document.ID
+	}
+	return ""
+}
+
+// Work returns the claimed record's work part.
+func (it Item) Work() Work {
+	if it.File != nil {
+		return it.File.Work
+	}
+	if it.Document != nil {
+		return it.Document.Work
+	}
+	return Work{}
+}
+
+// EventKind classifies an Event.
+type EventKind string
+
+// Event kinds. The store writes created, transition, retry, replay, reclaim,
+// ack and result itself; AddEvent accepts note and error.
+const (
+	EventCreated    EventKind = "created"
+	EventTransition EventKind = "transition"
+	EventRetry      EventKind = "retry"
+	EventReplay     EventKind = "replay"
+	EventReclaim    EventKind = "reclaim" // a claim took over an expired lease
+	EventAck        EventKind = "ack"     // SetInterchangeAck
+	EventResult     EventKind = "result"  // SetDocumentResult
+	EventNote       EventKind = "note"
+	EventError      EventKind = "error"
+)
+
+// Event is one entry of a message's append-only log.
+type Event struct {
+	Seq     int64 // position in the whole log; increases with time
+	Subject ID
+	At      time.Time
+	Actor   string // "system", a worker name, a user
+	Kind    EventKind
+	From    State
+	To      State
+	Message string          // human text: the error, the reason, the note
+	Detail  json.RawMessage // structured detail, nil if none
+}
+
+// Page selects one page of a listing, by keyset on ID.
+type Page struct {
+	// Limit is the page size: default 100, at most 1000.
+	Limit int
+	// After is the cursor returned with the previous page ("" for the first).
+	After string
+	// Ascending lists oldest first; the default is newest first.
+	Ascending bool
+}
+
+// FileFilter selects files; zero fields match everything.
+type FileFilter struct {
+	Partner string
+	Channel string
+	States  []State
+	SHA256  string
+	Since   time.Time // ReceivedAt >= Since
+	Until   time.Time // ReceivedAt < Until
+	Page
+}
+
+// DocumentFilter selects documents; zero fields match everything.
+type DocumentFilter struct {
+	Partner            string
+	States             []State
+	Types              []string
+	FileID             ID
+	InterchangeID      ID
+	InterchangeControl string // ISA13 of the document's interchange
+	GroupControl       string
+	SetControl         string
+	BusinessKey        string
+	IdempotencyKey     string
+	Since              time.Time // CreatedAt >= Since
+	Until              time.Time // CreatedAt < Until
+	Page
+}
+
+// Errors. Test with errors.Is; they are wrapped with context.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the item is not in the expected state (see ConflictError).
+	ErrConflict = errors.New("state conflict")
+	// ErrInvalidTransition: the state machine has no such edge.
+	ErrInvalidTransition = errors.New("invalid transition")
+	// ErrLeaseLost: the caller (WithOwner) no longer holds the lease.
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrLeased: another owner holds a valid lease on the item.
+	ErrLeased = errors.New("leased by another owner")
+	// ErrInvalid: an argument is missing or malformed.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrCorrupt: stored bytes do not match their address.
+	ErrCorrupt = errors.New("blob corrupt")
+)
+
+// ConflictError reports an optimistic check that failed: the caller expected
+// the item in state Expected, it is in Actual. It matches ErrConflict.
+type ConflictError struct {
+	ID       ID
+	Expected State
+	Actual   State
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("%s is %s, not %s", e.ID, e.Actual, e.Expected)
+}
+
+// Unwrap makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// Option adjusts Transition, Retry, Replay, Release and the Set* calls.
+type Option func(*Options)
+
+// Options is what the Option functions set; backends read it through
+// ApplyOptions.
+type Options struct {
+	Actor     string // default "system"
+	Owner     string
+	Reason    string
+	Detail    json.RawMessage
+	NextAt    time.Time
+	detailErr error
+}
+
+// ApplyOptions folds opts into an Options, for backends.
+func ApplyOptions(opts []Option) (Options, error) {
+	o := Options{Actor: "system"}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.detailErr != nil {
+		return o, fmt.Errorf("%w: detail: %v", ErrInvalid, o.detailErr)
+	}
+	return o, nil
+}
+
+// WithActor names who acts, for the event log (a worker, a user).
+func WithActor(actor string) Option {
+	return func(o *Options) {
+		if actor != "" {
+			o.Actor = actor
+		}
+	}
+}
+
+// WithOwner says the caller acts under its lease as owner: the call fails
+// with ErrLeaseLost if the lease has since passed to someone else. Without
+// it, a call on an item under another's valid lease fails with ErrLeased.
+func WithOwner(owner string) Option { return func(o *Options) { o.Owner = owner } }
+
+// WithReason records why (in the event's Message, and as Work.LastError when
+// moving to rejected, held or dead).
+func WithReason(reason string) Option { return func(o *Options) { o.Reason = reason } }
+
+// WithDetail attaches v, marshalled to JSON, to the event.
+func WithDetail(v any) Option {
+	return func(o *Options) {
+		if raw, ok := v.(json.RawMessage); ok {
+			if !json.Valid(raw) {
+				o.detailErr = errors.New("not valid JSON")
+				return
+			}
+			o.Detail = raw
+			return
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			o.detailErr = err
+			return
+		}
+		o.Detail = b
+	}
+}
+
+// WithNextAttempt makes the item due at t in its new state (default now).
+func WithNextAttempt(t time.Time) Option { return func(o *Options) { o.NextAt = t } }
