@@ -1,5 +1,23 @@
 #!/usr/bin/env bash
-# Installs or starts what the tests need, idempotently. The X12 core needs
-# only Go; later capabilities add their peers here (apt-get, as root in CI).
+# Installs or starts what the tests need, idempotently: the OpenSSH client
+# (sftp, ssh-keygen) for the SFTP listener and end-to-end tests, and
+# versitygw (a real S3-API server) for the archive. As root it uses apt-get;
+# otherwise it only reports what is missing (the tests then fail in CI and
+# skip elsewhere).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 command -v go >/dev/null || { echo "test-deps: Go is required" >&2; exit 1; }
+
+need_apt=()
+command -v sftp >/dev/null && command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
+if ((${#need_apt[@]})); then
+	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq || true
+		apt-get install -y -qq "${need_apt[@]}" >/dev/null
+	else
+		echo "test-deps: missing ${need_apt[*]} (apt-get install -y ${need_apt[*]})" >&2
+	fi
+fi
+# versitygw: `go install` once (about 80 s on a cold cache), reused after.
+bash scripts/s3server.sh install >/dev/null

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,6 +50,9 @@ var _ Store = (*SQLite)(nil)
 func OpenSQLite(ctx context.Context, path string, o *SQLiteOptions) (*SQLite, error) {
 	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("spool: open sqlite: %w: path %q (a plain file path is required)", ErrInvalid, path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("spool: open sqlite: %w", err)
 	}
 	var opt SQLiteOptions
 	if o != nil {

@@ -42,13 +42,13 @@ const (
 
 var pipeline = []State{StateReceived, StateParsed, StateAcked, StateMapped, StateDelivered, StateArchived, StateDone}
 
+var allStates = append(slices.Clone(pipeline), StateRejected, StateDuplicate, StateHeld, StateRetrying, StateDead)
+
 // States lists every state, pipeline first.
-func States() []State {
-	return append(slices.Clone(pipeline), StateRejected, StateDuplicate, StateHeld, StateRetrying, StateDead)
-}
+func States() []State { return slices.Clone(allStates) }
 
 // Valid reports whether s is one of the defined states.
-func (s State) Valid() bool { return slices.Contains(States(), s) }
+func (s State) Valid() bool { return slices.Contains(allStates, s) }
 
 // Final reports whether s is left only by a replay: done, duplicate, dead.
 func (s State) Final() bool {

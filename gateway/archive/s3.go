@@ -76,8 +76,9 @@ type S3Config struct {
 // temp file in os.TempDir(). The body is always verified against a declared
 // Object.SHA256/Size before anything is sent.
 type S3 struct {
-	cfg      S3Config
-	client   *s3.Client
+	cfg    S3Config
+	client *s3.Client
+	//lint:ignore SA1019 feature/s3/manager is the uploader this project chose (DESIGN.md); transfermanager is v0.x.
 	uploader *manager.Uploader
 }
 
@@ -136,6 +137,7 @@ func NewS3(ctx context.Context, c S3Config) (*S3, error) {
 		}
 	}}, c.clientOptions...)
 	client := s3.NewFromConfig(awsCfg, clientOpts...)
+	//lint:ignore SA1019 feature/s3/manager is the uploader this project chose (DESIGN.md); transfermanager is v0.x.
 	uploader := manager.NewUploader(client, func(u *manager.Uploader) {
 		u.PartSize = c.PartSize
 		u.Concurrency = c.Concurrency
@@ -247,6 +249,7 @@ func (a *S3) put(ctx context.Context, o Object) error {
 	if o.ContentType != "" {
 		in.ContentType = aws.String(o.ContentType)
 	}
+	//lint:ignore SA1019 feature/s3/manager is the uploader this project chose (DESIGN.md); transfermanager is v0.x.
 	if _, err := a.uploader.Upload(ctx, in); err != nil {
 		return err
 	}
