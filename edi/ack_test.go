@@ -248,7 +248,9 @@ func TestPartnerOverlay(t *testing.T) {
 			}
 			return spec.Default(family).Set(id)
 		},
-		OnInterchange: func(ic *Interchange) { WriteAck(&out, ic, AckOptions{Now: fixedNow, Control: func() (int64, error) { return 1, nil }}) },
+		OnInterchange: func(ic *Interchange) {
+			WriteAck(&out, ic, AckOptions{Now: fixedNow, Control: func() (int64, error) { return 1, nil }})
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
