@@ -163,7 +163,7 @@ func (v *validator) matched(seg *Segment, d, j int) {
 	}
 	var n *Node
 	if v.buildTree {
-		n = v.tb.newLoop(c.Loop.ID + "_loop")
+		n = v.tb.newLoop(c.Loop.TreeName())
 	}
 	v.push(c.Loop, n)
 	lead := c.Loop.Children[0].Segment

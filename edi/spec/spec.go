@@ -91,6 +91,7 @@ type Loop struct {
 
 	tagsOnce sync.Once
 	tags     []string
+	name     string
 }
 
 // Tags returns the leading segment tag of each child, in order (computed
@@ -101,8 +102,15 @@ func (l *Loop) Tags() []string {
 		for i, c := range l.Children {
 			l.tags[i] = c.Tag()
 		}
+		l.name = l.ID + "_loop"
 	})
 	return l.tags
+}
+
+// TreeName is the loop's key in loop trees: "<ID>_loop".
+func (l *Loop) TreeName() string {
+	l.Tags()
+	return l.name
 }
 
 // Set is one transaction set in one version.
