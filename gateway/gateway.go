@@ -228,7 +228,7 @@ func (g *Gateway) stageCtx() (context.Context, context.CancelFunc) {
 }
 
 func (g *Gateway) claimFiles(ctx context.Context) bool {
-	items, err := g.store.Claim(ctx, spool.KindFile, []spool.State{spool.StateReceived, spool.StateAcked}, g.id, g.cfg.Workers.Lease, 1)
+	items, err := g.store.Claim(ctx, spool.KindFile, []spool.State{spool.StateReceived, spool.StateAcked}, g.id, g.cfg.Workers.Lease, 4)
 	if err != nil || len(items) == 0 {
 		if err != nil && ctx.Err() == nil {
 			g.log.Error("claim files", "err", err)
@@ -258,7 +258,7 @@ func (g *Gateway) claimFiles(ctx context.Context) bool {
 }
 
 func (g *Gateway) claimDocuments(ctx context.Context) bool {
-	items, err := g.store.Claim(ctx, spool.KindDocument, []spool.State{spool.StateMapped, spool.StateDelivered, spool.StateRejected}, g.id, g.cfg.Workers.Lease, 1)
+	items, err := g.store.Claim(ctx, spool.KindDocument, []spool.State{spool.StateMapped, spool.StateDelivered, spool.StateRejected}, g.id, g.cfg.Workers.Lease, 4)
 	if err != nil || len(items) == 0 {
 		if err != nil && ctx.Err() == nil {
 			g.log.Error("claim documents", "err", err)

@@ -238,34 +238,28 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 }
 
 func (g *Gateway) recordDocument(ctx context.Context, log *slog.Logger, f *spool.File, ic spool.Interchange, s setResult) error {
-	initial := spool.StateParsed
-	if s.state == spool.StateRejected || s.state == spool.StateHeld || s.state == spool.StateDone {
-		initial = s.state
+	nd := spool.NewDocument{FileID: f.ID, InterchangeID: ic.ID, Seq: s.seq, Type: s.id, GroupControl: s.group,
+		SetControl: s.set, IdempotencyKey: s.idempotency, State: s.state, Reason: s.reason, Actor: g.id}
+	if s.state == spool.StateMapped {
+		// The JSON is durable before the record that points at it, and the
+		// document starts mapped: one transaction instead of three.
+		ref, err := g.blobs.Put(ctx, bytes.NewReader(s.mapped))
+		if err != nil {
+			return err
+		}
+		nd.Mapped, nd.BusinessKey = ref, s.businessKey
 	}
-	d, err := g.store.AddDocument(ctx, spool.NewDocument{FileID: f.ID, InterchangeID: ic.ID, Seq: s.seq, Type: s.id,
-		GroupControl: s.group, SetControl: s.set, IdempotencyKey: s.idempotency, State: initial, Reason: s.reason,
-		Actor: g.id})
+	d, err := g.store.AddDocument(ctx, nd)
 	if err != nil {
 		return fmt.Errorf("set %s %s: %w", s.id, s.set, err)
 	}
 	for _, w := range s.warnings {
 		g.note(ctx, d.ID, "note", w)
 	}
-	if s.state != spool.StateMapped || d.State != spool.StateParsed {
-		if s.state == spool.StateHeld {
-			log.Warn("document held", "document_id", d.ID, "set", s.id, "reason", s.reason)
-		}
-		return nil // recorded in its final or waiting state (or already mapped by an earlier run)
+	if s.state == spool.StateHeld {
+		log.Warn("document held", "document_id", d.ID, "set", s.id, "reason", s.reason)
 	}
-	ref, err := g.blobs.Put(ctx, bytes.NewReader(s.mapped))
-	if err != nil {
-		return err
-	}
-	if err := g.store.SetDocumentMapped(ctx, d.ID, ref, s.businessKey); err != nil {
-		return err
-	}
-	// The document was created by this stage and is not leased: no owner.
-	return g.store.Transition(ctx, d.ID, spool.StateParsed, spool.StateMapped, spool.WithActor(g.id))
+	return nil
 }
 
 // parseCSV maps a CSV feed file as one document.

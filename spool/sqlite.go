@@ -510,6 +510,11 @@ func (s *SQLite) AddDocument(ctx context.Context, nd NewDocument) (Document, err
 	if err := checkJSON("meta", nd.Meta); err != nil {
 		return Document{}, fmt.Errorf("spool: add document: %w", err)
 	}
+	if !nd.Mapped.IsZero() {
+		if err := nd.Mapped.Check(); err != nil {
+			return Document{}, fmt.Errorf("spool: add document: %w: mapped blob: %v", ErrInvalid, err)
+		}
+	}
 	var d Document
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
 		var err error
@@ -538,10 +543,12 @@ func (s *SQLite) AddDocument(ctx context.Context, nd NewDocument) (Document, err
 			return err
 		}
 		d, err = scanDocument(tx.QueryRowContext(ctx, `INSERT INTO documents (id, file_id, interchange_id, seq, partner, type,
-			group_control, set_control, business_key, idempotency_key, meta, state, last_error, next_attempt_at, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+docCols,
+			group_control, set_control, business_key, idempotency_key, meta, state, last_error, next_attempt_at, created_at, updated_at,
+			mapped_sha256, mapped_size)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+docCols,
 			id, nd.FileID, nullString(string(nd.InterchangeID)), nd.Seq, partner, nd.Type, nd.GroupControl, nd.SetControl,
-			nd.BusinessKey, nd.IdempotencyKey, nullJSON(nd.Meta), state, nd.Reason, micros(now), micros(now), micros(now)))
+			nd.BusinessKey, nd.IdempotencyKey, nullJSON(nd.Meta), state, nd.Reason, micros(now), micros(now), micros(now),
+			nd.Mapped.SHA256, nd.Mapped.Size))
 		if err != nil {
 			return err
 		}

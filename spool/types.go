@@ -216,6 +216,9 @@ type NewDocument struct {
 	IdempotencyKey string
 	// State is the starting state; default StateParsed. Not retrying.
 	State State
+	// Mapped is the canonical JSON when the document starts in StateMapped
+	// (parsed and mapped in one stage: one transaction instead of three).
+	Mapped BlobRef
 	// Reason becomes LastError (e.g. why it starts held or rejected).
 	Reason string
 	Meta   json.RawMessage

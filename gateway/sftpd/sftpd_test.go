@@ -399,19 +399,27 @@ func (e *env) assertNoTemp() {
 	waitFor(e.t, "temporary upload files to be removed", func() bool { return len(e.uploadsInProgress()) == 0 })
 }
 
+// assertLog checks that a log line contains all substrings, waiting a
+// little: the server may log after the client has seen the result.
 func (e *env) assertLog(substrings ...string) {
 	e.t.Helper()
-	logs := e.logs.String()
-	for _, line := range strings.Split(logs, "\n") {
-		ok := true
-		for _, s := range substrings {
-			ok = ok && strings.Contains(line, s)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, line := range strings.Split(e.logs.String(), "\n") {
+			ok := true
+			for _, s := range substrings {
+				ok = ok && strings.Contains(line, s)
+			}
+			if ok {
+				return
+			}
 		}
-		if ok {
+		if time.Now().After(deadline) {
+			e.t.Errorf("no log line contains all of %q", substrings)
 			return
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	e.t.Errorf("no log line contains all of %q", substrings)
 }
 
 // ---- OpenSSH client ----
