@@ -16,8 +16,9 @@ test:
 	$(GO) run ./cmd/edigw partners lint deploy/examples/partners
 	$(GO) run ./cmd/edigw partners test deploy/examples/partners
 
+# run: the whole gateway on embedded defaults (SFTP :2022, ERP sink 127.0.0.1:9090, ./data)
 run: build
-	@echo "edigw serve arrives with the gateway issue; try: bin/edigw x12 validate FILE"
+	bin/edigw serve
 
 vet:
 	$(GO) vet ./...

@@ -124,6 +124,18 @@ func (c *Config) defaults() {
 	def(&c.Archive.Dir, filepath.Join(c.DataDir, "archive"))
 	def(&c.ERP.Sink.Listen, "127.0.0.1:9090")
 	def(&c.ERP.Sink.Dir, filepath.Join(c.DataDir, "erp-sink"))
+	if c.SFTP.MaxFileSize <= 0 {
+		c.SFTP.MaxFileSize = 256 << 20
+	}
+	if c.SFTP.IdleTimeout <= 0 {
+		c.SFTP.IdleTimeout = 5 * time.Minute
+	}
+	if c.SFTP.BanAfter == 0 {
+		c.SFTP.BanAfter = 5
+	}
+	if c.SFTP.BanFor <= 0 {
+		c.SFTP.BanFor = 15 * time.Minute
+	}
 	if c.Workers.Files <= 0 {
 		c.Workers.Files = 2
 	}
