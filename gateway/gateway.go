@@ -228,7 +228,7 @@ func (g *Gateway) stageCtx() (context.Context, context.CancelFunc) {
 }
 
 func (g *Gateway) claimFiles(ctx context.Context) bool {
-	items, err := g.store.Claim(ctx, spool.KindFile, []spool.State{spool.StateReceived, spool.StateAcked}, g.id, g.cfg.Workers.Lease, 4)
+	items, err := g.store.Claim(ctx, spool.KindFile, []spool.State{spool.StateReceived, spool.StateAcked, spool.StateArchived}, g.id, g.cfg.Workers.Lease, 4)
 	if err != nil || len(items) == 0 {
 		if err != nil && ctx.Err() == nil {
 			g.log.Error("claim files", "err", err)
@@ -244,6 +244,8 @@ func (g *Gateway) claimFiles(ctx context.Context) bool {
 			err = g.fileStage(sctx, f)
 		case spool.StateAcked:
 			err = g.fileArchiveStage(sctx, f)
+		case spool.StateArchived: // a worker died between archiving and done
+			err = g.store.Transition(sctx, f.ID, spool.StateArchived, spool.StateDone, g.owner())
 		}
 		if err != nil {
 			g.stageFailed(sctx, f.ID, f.Work, err)
@@ -258,7 +260,7 @@ func (g *Gateway) claimFiles(ctx context.Context) bool {
 }
 
 func (g *Gateway) claimDocuments(ctx context.Context) bool {
-	items, err := g.store.Claim(ctx, spool.KindDocument, []spool.State{spool.StateMapped, spool.StateDelivered, spool.StateRejected}, g.id, g.cfg.Workers.Lease, 4)
+	items, err := g.store.Claim(ctx, spool.KindDocument, []spool.State{spool.StateMapped, spool.StateDelivered, spool.StateArchived, spool.StateRejected}, g.id, g.cfg.Workers.Lease, 4)
 	if err != nil || len(items) == 0 {
 		if err != nil && ctx.Err() == nil {
 			g.log.Error("claim documents", "err", err)

@@ -552,6 +552,8 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 			return err
 		}
 		return c.end(ctx, spool.StateArchived, spool.StateDone)
+	case spool.StateArchived: // a worker died between archiving and done
+		return c.end(ctx, spool.StateArchived, spool.StateDone)
 	case spool.StateRejected:
 		return c.end(ctx, spool.StateRejected, spool.StateDone)
 	}

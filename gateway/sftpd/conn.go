@@ -81,13 +81,23 @@ func (s *Server) newConn(raw net.Conn, ip netip.Addr) *conn {
 	}
 }
 
-var errShuttingDown = errors.New("server is shutting down; try again shortly")
+var (
+	errShuttingDown = errors.New("server is shutting down; try again shortly")
+	errTooManyOpen  = errors.New("too many files open on this connection")
+)
+
+// maxOpenFiles caps the files a connection has open at once (each upload
+// holds a temporary file).
+const maxOpenFiles = 64
 
 func (c *conn) beginTransfer() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.draining {
 		return errShuttingDown
+	}
+	if c.transfers >= maxOpenFiles {
+		return errTooManyOpen
 	}
 	c.transfers++
 	return nil

@@ -128,8 +128,29 @@ type env struct {
 type envOpts struct {
 	keygen  bool     // generate the ed25519 keys with ssh-keygen
 	exclude []string // partner folders not to load
-	config  func(*Config)
+	// freshHostKeys lets the server generate its host keys instead of
+	// using the shared test set.
+	freshHostKeys bool
+	config        func(*Config)
 }
+
+var hostKeyFixture = sync.OnceValues(func() (map[string][]byte, error) {
+	dir, err := os.MkdirTemp("", "sftpd-hostkeys-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if _, err := loadHostKeys(dir); err != nil {
+		return nil, err
+	}
+	keys := map[string][]byte{}
+	for _, name := range []string{hostKeyEd25519, hostKeyRSA} {
+		if keys[name], err = os.ReadFile(filepath.Join(dir, name)); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+})
 
 var rsaTestKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
 
@@ -183,6 +204,17 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	e.reload()
 
+	if !o.freshHostKeys {
+		// Generating an RSA-3072 key takes a while: share one set.
+		keys, err := hostKeyFixture()
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Join(dir, "hostkeys"), 0o700)
+		for name, data := range keys {
+			mustWrite(t, filepath.Join(dir, "hostkeys", name), data)
+		}
+	}
 	e.out, err = outbox.New(filepath.Join(dir, "outbox"))
 	if err != nil {
 		t.Fatal(err)
@@ -1026,14 +1058,14 @@ func TestLegacyAlgorithms(t *testing.T) {
 }
 
 func TestHostKeysAndAlgorithms(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	e := newEnv(t, envOpts{freshHostKeys: true})
 	dir := e.srv.cfg.HostKeyDir
-	for _, name := range []string{hostKeyEd25519, hostKeyRSA} {
+	for _, name := range []string{hostKeyEd25519, hostKeyRSA, hostKeyEd25519 + ".pub", hostKeyRSA + ".pub"} {
 		st, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Mode().Perm() != 0o600 {
+		if !strings.HasSuffix(name, ".pub") && st.Mode().Perm() != 0o600 {
 			t.Errorf("%s has mode %v", name, st.Mode().Perm())
 		}
 	}
@@ -1264,4 +1296,29 @@ func TestListenAndServe(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("ListenAndServe did not return after cancel")
 	}
+}
+
+func TestOpenFilesLimit(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.sftpClient("acme", ssh.Password(testPassword))
+	var files []*sftp.File
+	for i := range maxOpenFiles {
+		f, err := c.Create(fmt.Sprintf("/inbox/f%d.csv", i))
+		if err != nil {
+			t.Fatalf("file %d: %v", i, err)
+		}
+		files = append(files, f)
+	}
+	if _, err := c.Create("/inbox/one-too-many.csv"); err == nil {
+		t.Fatal("open beyond the limit succeeded")
+	}
+	for _, f := range files {
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(e.inbox.get()); n != maxOpenFiles {
+		t.Fatalf("%d accepted", n)
+	}
+	e.assertNoTemp()
 }
