@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/edigw/edigw/internal/durable"
 	"hash"
 	"io"
 	"io/fs"
@@ -87,7 +88,7 @@ const staleTemp = 24 * time.Hour
 // NewLocal opens (creating if needed) a blob directory and removes temporary
 // files that crashed Puts left behind.
 func NewLocal(dir string) (*Local, error) {
-	l := &Local{dir: dir, tmp: filepath.Join(dir, "tmp"), syncFile: (*os.File).Sync, syncDir: syncDir}
+	l := &Local{dir: dir, tmp: filepath.Join(dir, "tmp"), syncFile: (*os.File).Sync, syncDir: durable.SyncDir}
 	if err := os.MkdirAll(l.tmp, 0o755); err != nil {
 		return nil, fmt.Errorf("spool: blob dir: %w", err)
 	}
@@ -125,7 +126,7 @@ func (l *Local) Put(ctx context.Context, r io.Reader) (ref BlobRef, err error) {
 	}()
 
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), ctxReader{ctx, r})
+	n, err := io.Copy(io.MultiWriter(tmp, h), durable.Reader(ctx, r))
 	if err != nil {
 		return BlobRef{}, fmt.Errorf("spool: put blob: copy: %w", err)
 	}
@@ -223,31 +224,6 @@ func (l *Local) Stat(ctx context.Context, sum string) (BlobRef, error) {
 		return BlobRef{}, fmt.Errorf("spool: stat blob: %w", err)
 	}
 	return BlobRef{SHA256: sum, Size: fi.Size()}, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// ctxReader stops a copy when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // verifyReader hashes what it reads and fails at the end on a mismatch.

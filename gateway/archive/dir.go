@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/edigw/edigw/internal/durable"
 	"io"
 	"io/fs"
 	"os"
@@ -104,7 +105,7 @@ func (d *Dir) put(ctx context.Context, o Object) (err error) {
 		os.Remove(tmpName) // the object is linked under its final name, or abandoned
 	}()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), ctxReader{ctx, o.Body})
+	n, err := io.Copy(io.MultiWriter(tmp, h), durable.Reader(ctx, o.Body))
 	if err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
@@ -147,7 +148,7 @@ func (d *Dir) put(ctx context.Context, o Object) (err error) {
 	if err := writeSidecar(final, got); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return durable.SyncDir(dir)
 }
 
 // Stat returns the size and hex SHA-256 of key (from the sidecar, or
@@ -272,30 +273,5 @@ func mkdirAllSync(dir string) error {
 	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return syncDir(parent)
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
-	}
-	return nil
-}
-
-// ctxReader stops a copy when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
+	return durable.SyncDir(parent)
 }

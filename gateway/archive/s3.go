@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/edigw/edigw/internal/durable"
 	"io"
 	"net/http"
 	"os"
@@ -268,7 +269,7 @@ func seekableHashed(ctx context.Context, r io.Reader) (body io.ReadSeeker, size 
 		if err != nil {
 			return nil, 0, "", cleanup, fmt.Errorf("seek body: %w", err)
 		}
-		n, err := io.Copy(h, ctxReader{ctx, rs})
+		n, err := io.Copy(h, durable.Reader(ctx, rs))
 		if err != nil {
 			return nil, 0, "", cleanup, fmt.Errorf("read body: %w", err)
 		}
@@ -286,7 +287,7 @@ func seekableHashed(ctx context.Context, r io.Reader) (body io.ReadSeeker, size 
 		return nil, 0, "", cleanup, fmt.Errorf("buffer body: %w", err)
 	}
 	cleanup = func() { f.Close(); os.Remove(f.Name()) }
-	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
+	n, err := io.Copy(io.MultiWriter(f, h), durable.Reader(ctx, r))
 	if err != nil {
 		cleanup()
 		return nil, 0, "", func() {}, fmt.Errorf("buffer body: %w", err)

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edigw/edigw/internal/durable"
 	"io"
 	"io/fs"
 	"os"
@@ -147,7 +148,7 @@ func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err e
 	if err := f.Chmod(0o640); err != nil {
 		return fmt.Errorf("outbox: partner %s: %w", partner, err)
 	}
-	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(f, durable.Reader(ctx, r)); err != nil {
 		return fmt.Errorf("outbox: partner %s: write %s: %w", partner, name, err)
 	}
 	if err := f.Sync(); err != nil {
@@ -169,7 +170,7 @@ func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err e
 	if err := os.Remove(tmp); err != nil {
 		return fmt.Errorf("outbox: partner %s: %w", partner, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return fmt.Errorf("outbox: partner %s: fsync directory: %w", partner, err)
 	}
 	return nil
@@ -254,22 +255,10 @@ func (d *Dir) Remove(ctx context.Context, partner, name string) error {
 	if err := os.Remove(p); err != nil {
 		return fmt.Errorf("outbox: partner %s: remove %s: %w", partner, name, unwrapPath(err))
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("outbox: partner %s: fsync directory: %w", partner, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // unwrapPath drops the *fs.PathError wrapper, whose path is the absolute
@@ -280,17 +269,4 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// ctxReader stops a copy when the context is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
