@@ -23,19 +23,24 @@ BENCH_PEERS_SRC  ?= ../shared/bench-peers
 BENCH_PEERS_DIR  ?= /tmp/bench-peers
 BENCH_PEERS_ARGS ?=
 
-.PHONY: bench bench-corpus bench-rss bench-peers
+.PHONY: bench bench-tools bench-corpus bench-rss bench-peers
+
+# bin/x12baseline runs the floor and naive baselines in a process of their
+# own (standard library only), as the peers harness's runners do.
+bench-tools: build
+	$(GO) build -o bin/x12baseline ./cmd/x12baseline
 
 # bench_gen TX SIZE: one corpus file, as bench-peers/gen/corpus.sh main writes it.
 bench_gen = $(BENCH_EDIGW) x12 gen -reuse -tx $(1) -version 005010 -size $(2) -seed $(1) -tx-per-ic 100 -o $(BENCH_DIR)/$(1)-$(2).x12
 
-bench-corpus: build
+bench-corpus: bench-tools
 	@mkdir -p $(BENCH_DIR)
 	@$(foreach s,$(BENCH_SIZES),$(call bench_gen,850,$(s)) && $(call bench_gen,856,$(s)) && ) true
 
 bench: bench-corpus
 	$(BENCH_EDIGW) x12 bench --runs $(BENCH_RUNS) $(BENCH_FILES)
 
-bench-rss: build
+bench-rss: bench-tools
 	@mkdir -p $(BENCH_DIR)
 	@$(call bench_gen,856,10MB) && $(call bench_gen,856,1GB)
 	$(BENCH_EDIGW) x12 bench --runs 1 $(BENCH_DIR)/856-10MB.x12 $(BENCH_DIR)/856-1GB.x12

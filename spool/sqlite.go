@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver (pure Go)
@@ -29,7 +30,23 @@ var sqliteMigrations embed.FS
 type SQLite struct {
 	w, r  *sql.DB
 	clock func() time.Time
+
+	// Group commit: writes queue here and one goroutine runs whatever is
+	// queued in one transaction (each in its own savepoint), so concurrent
+	// callers share one fsync of the WAL instead of paying one each.
+	writes     chan *writeReq
+	writerDone chan struct{}
+	closeOnce  sync.Once
 }
+
+type writeReq struct {
+	ctx  context.Context
+	fn   func(tx *sql.Tx, now time.Time) error
+	done chan error
+}
+
+// maxBatch bounds one group commit.
+const maxBatch = 128
 
 // SQLiteOptions tunes OpenSQLite; the zero value is the default.
 type SQLiteOptions struct {
@@ -81,18 +98,19 @@ func OpenSQLite(ctx context.Context, path string, o *SQLiteOptions) (*SQLite, er
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &SQLite{w: w, clock: opt.Clock}
+	s := &SQLite{w: w, clock: opt.Clock, writes: make(chan *writeReq, maxBatch), writerDone: make(chan struct{})}
+	go s.writer()
 	if err := s.checkPragmas(ctx); err != nil {
-		w.Close()
+		s.Close()
 		return nil, fmt.Errorf("spool: open sqlite %s: %w", path, err)
 	}
 	if err := s.migrate(ctx); err != nil {
-		w.Close()
+		s.Close()
 		return nil, fmt.Errorf("spool: open sqlite %s: %w", path, err)
 	}
 	r, err := sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
 	if err != nil {
-		w.Close()
+		s.Close()
 		return nil, fmt.Errorf("spool: open sqlite %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(opt.Readers)
@@ -200,6 +218,12 @@ func (s *SQLite) migrate(ctx context.Context) error {
 
 // Close closes both pools.
 func (s *SQLite) Close() error {
+	s.closeOnce.Do(func() {
+		if s.writes != nil {
+			close(s.writes)
+			<-s.writerDone
+		}
+	})
 	var errs []error
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
@@ -233,17 +257,97 @@ func norm(t time.Time) time.Time {
 	return t.UTC().Truncate(time.Microsecond)
 }
 
-// write runs fn in one write transaction on the single writer connection.
-func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx, now time.Time) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+// write runs fn in a write transaction on the single writer connection and
+// returns once that transaction is committed (durable: synchronous=FULL).
+// fn's changes are all or nothing: it runs in a savepoint of a transaction
+// that may carry other callers' writes too (group commit).
+func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx, now time.Time) error) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	defer func() {
+		if r := recover(); r != nil { // send on a closed channel: the store is closed
+			err = errors.New("spool: store is closed")
+		}
+	}()
+	s.writes <- req
+	return <-req.done
+}
+
+// writer runs queued writes: it takes everything waiting (up to maxBatch)
+// into one transaction, so that while one commit's fsync is in progress the
+// next batch gathers.
+func (s *SQLite) writer() {
+	defer close(s.writerDone)
+	batch := make([]*writeReq, 0, maxBatch)
+	for first := range s.writes {
+		batch = append(batch[:0], first)
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-s.writes:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		s.runBatch(batch)
+	}
+}
+
+func (s *SQLite) runBatch(batch []*writeReq) {
+	results := make([]error, len(batch))
+	finish := func() {
+		for i, r := range batch {
+			r.done <- results[i]
+		}
+	}
+	defer finish()
+	tx, err := s.w.BeginTx(context.Background(), nil)
 	if err != nil {
-		return err
+		for i := range results {
+			results[i] = err
+		}
+		return
 	}
-	defer tx.Rollback()
-	if err := fn(tx, s.now()); err != nil {
-		return err
+	ok := 0
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			results[i] = err
+			continue
+		}
+		if _, err := tx.Exec("SAVEPOINT w"); err != nil {
+			results[i] = err
+			continue
+		}
+		if err := r.fn(tx, s.now()); err != nil {
+			results[i] = err
+			if _, rerr := tx.Exec("ROLLBACK TO w"); rerr != nil {
+				results[i] = errors.Join(err, rerr)
+			}
+		} else {
+			ok++
+		}
+		if _, err := tx.Exec("RELEASE w"); err != nil && results[i] == nil {
+			results[i] = err
+			ok--
+		}
 	}
-	return tx.Commit()
+	if ok == 0 {
+		tx.Rollback()
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		for i := range results {
+			if results[i] == nil {
+				results[i] = err
+			}
+		}
+	}
 }
 
 type scanner interface{ Scan(dest ...any) error }

@@ -1,12 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/edigw/edigw/edi/spec"
+	"github.com/edigw/edigw/internal/x12bench"
 	"io"
 	"os"
 	"os/exec"
@@ -16,9 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
-	"time"
 
 	"github.com/edigw/edigw/edi"
 	"github.com/spf13/cobra"
@@ -66,14 +64,17 @@ next to two baselines measured the same way on the same machine:
   naive     bufio.Scanner split on the terminator + bytes.Split per segment
 
 FILE is read once first (page cache warm-up). Each mode runs --runs times in
-a fresh child process (so that its peak RSS is its own; the modes take turns
-run by run, so that background load hits them alike); the table shows the median MB/s (10^6 bytes per second, file open to
-last segment, process start-up excluded), MB per CPU second of the same run
-(user+sys of all threads: steadier than MB/s on a busy machine, but it
-charges the garbage collector's work on other cores), ns per segment, heap allocations and
-bytes allocated per MB of input (runtime.MemStats deltas), the child's peak
-RSS (max of the runs), the ratios to the floor and to the naive split, and
-whether the counts match FILE.meta.json (written by "edigw x12 gen").
+a fresh child process, so that its peak RSS is its own; the modes take turns
+run by run, so that background load hits them alike. floor and naive run in
+x12baseline (a standard-library-only binary) when it sits next to edigw.
+The table shows, per mode: the median MB/s (10^6 bytes per second, file open
+to last segment, process start-up and the one-time spec load excluded); MB
+per CPU second of the same run (user+sys of all threads: steadier on a busy
+machine, but it charges the garbage collector's work on the other core); ns
+per segment; heap allocations and KB allocated per MB of input
+(runtime.MemStats deltas); the child's peak RSS (VmHWM, max of the runs); the
+ratios to the floor and to the naive split; and whether the counts match
+FILE.meta.json (written by "edigw x12 gen").
 
 Targets: tokenize >= 40% of floor; tree (full parse + validate + tree) >= naive.
 
@@ -117,17 +118,14 @@ the peers harness's result line (peer=... segments=N elements=N mb_s=X ...).`,
 
 // ---------------------------------------------------------------- child
 
-// benchResult is one child run.
-type benchResult struct {
-	segments, elements int64 // elements -1: not counted
-	allocs, allocBytes uint64
-	elapsed            time.Duration
-	size               int64
-	note               string
-}
-
 func benchChild(w io.Writer, mode, path, cpuProfile string) error {
-	if _, ok := benchPeerName[mode]; !ok {
+	run := map[string]func(*os.File, *x12bench.Result) error{
+		modeFloor: x12bench.Floor, modeNaive: x12bench.Naive,
+		modeTokenize: benchTokenize,
+		modeProcess:  func(f *os.File, r *x12bench.Result) error { return benchProcess(f, false, r) },
+		modeTree:     func(f *os.File, r *x12bench.Result) error { return benchProcess(f, true, r) },
+	}[mode]
+	if run == nil {
 		return fmt.Errorf("unknown mode %q", mode)
 	}
 	if cpuProfile != "" {
@@ -148,123 +146,10 @@ func benchChild(w io.Writer, mode, path, cpuProfile string) error {
 			spec.Default(v)
 		}
 	}
-	var m0, m1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m0)
-	cpu0 := cpuTime()
-	start := time.Now()
-	res, err := benchRun(mode, path)
-	res.elapsed = time.Since(start)
-	cpu := cpuTime() - cpu0
-	runtime.ReadMemStats(&m1)
-	if err != nil {
+	if err := x12bench.Measure(w, benchPeerName[mode], path, run); err != nil {
 		return &exitError{1, fmt.Errorf("%s %s: %w", mode, path, err)}
 	}
-	res.allocs, res.allocBytes = m1.Mallocs-m0.Mallocs, m1.TotalAlloc-m0.TotalAlloc
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	el := res.elapsed.Seconds()
-	fmt.Fprintf(w, "peer=%s file=%s bytes=%d segments=%d elements=%d elapsed_s=%.4f mb_s=%.2f peak_rss_kb=%d go=%s cpu_s=%.4f allocs=%d alloc_bytes=%d%s\n",
-		benchPeerName[mode], path, res.size, res.segments, res.elements, el, float64(res.size)/1e6/el, ru.Maxrss, runtime.Version(),
-		cpu.Seconds(), res.allocs, res.allocBytes, res.note)
 	return nil
-}
-
-// cpuTime is the process's user + system CPU time so far (all threads: the
-// garbage collector's work on other cores counts too).
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func benchRun(mode, path string) (benchResult, error) {
-	var res benchResult
-	f, err := os.Open(path)
-	if err != nil {
-		return res, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return res, err
-	}
-	res.size = st.Size()
-	switch mode {
-	case modeFloor, modeNaive:
-		var isa [106]byte
-		if _, err := io.ReadFull(f, isa[:]); err != nil || string(isa[:3]) != "ISA" {
-			return res, errors.New("file does not start with a 106-byte ISA segment")
-		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return res, err
-		}
-		if mode == modeFloor {
-			res.segments, err = benchFloor(f, isa[105])
-			res.elements = -1
-		} else {
-			res.segments, res.elements, err = benchNaive(f, isa[105], isa[3])
-		}
-	case modeTokenize:
-		err = benchTokenize(f, &res)
-	case modeProcess, modeTree:
-		err = benchProcess(f, mode == modeTree, &res)
-	}
-	return res, err
-}
-
-func benchFloor(f *os.File, term byte) (int64, error) {
-	buf := make([]byte, 1<<20)
-	var segs int64
-	for {
-		n, err := f.Read(buf)
-		b := buf[:n]
-		for {
-			i := bytes.IndexByte(b, term)
-			if i < 0 {
-				break
-			}
-			segs++
-			b = b[i+1:]
-		}
-		if err == io.EOF {
-			return segs, nil
-		}
-		if err != nil {
-			return segs, err
-		}
-	}
-}
-
-// benchNaive is the first attempt anyone would write: one [][]byte per segment.
-func benchNaive(f *os.File, term, elem byte) (segs, elems int64, err error) {
-	sc := bufio.NewScanner(bufio.NewReaderSize(f, 64<<10))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
-		if i := bytes.IndexByte(data, term); i >= 0 {
-			return i + 1, data[:i], nil
-		}
-		if atEOF && len(data) > 0 {
-			return len(data), data, nil
-		}
-		return 0, nil, nil
-	})
-	sep := []byte{elem}
-	var dataBytes int64
-	for sc.Scan() {
-		seg := bytes.TrimLeft(sc.Bytes(), "\r\n")
-		if len(seg) == 0 {
-			continue
-		}
-		parts := bytes.Split(seg, sep)
-		segs++
-		elems += int64(len(parts) - 1)
-		for _, p := range parts[1:] {
-			dataBytes += int64(len(p))
-		}
-	}
-	_ = dataBytes
-	return segs, elems, sc.Err()
 }
 
 // touch visits every element of seg and returns the harness's element count:
@@ -281,7 +166,7 @@ func touch(seg *edi.Segment, dataBytes *int64) int64 {
 	return int64(last)
 }
 
-func benchTokenize(f *os.File, res *benchResult) error {
+func benchTokenize(f *os.File, res *x12bench.Result) error {
 	r := edi.NewReader(f)
 	var dataBytes int64
 	for {
@@ -292,10 +177,10 @@ func benchTokenize(f *os.File, res *benchResult) error {
 		if err != nil {
 			return err
 		}
-		res.segments++
-		res.elements += touch(seg, &dataBytes)
+		res.Segments++
+		res.Elements += touch(seg, &dataBytes)
 	}
-	res.note = fmt.Sprintf(" data_bytes=%d", dataBytes)
+	res.Note = fmt.Sprintf(" data_bytes=%d", dataBytes)
 	return nil
 }
 
@@ -305,7 +190,7 @@ func benchTokenize(f *os.File, res *benchResult) error {
 // not, so they count as their 2 elements when present). Without tree only
 // segments are counted (elements=-1). Rejected sets or envelopes are reported
 // on the line (rejected_sets, rejected_envelopes) and on stderr.
-func benchProcess(f *os.File, tree bool, res *benchResult) error {
+func benchProcess(f *os.File, tree bool, res *x12bench.Result) error {
 	var dataBytes, sets, rejSets, rejEnv int64
 	noTree := false
 	var walk func(n *edi.Node)
@@ -316,19 +201,19 @@ func benchProcess(f *os.File, tree bool, res *benchResult) error {
 				walk(it.Loop)
 				continue
 			}
-			res.segments++
-			res.elements += touch(it.Segment, &dataBytes)
+			res.Segments++
+			res.Elements += touch(it.Segment, &dataBytes)
 		}
 	}
 	opt := edi.Options{
 		Tree: tree,
 		OnInterchangeStart: func(ic *edi.Interchange) {
-			res.segments++
-			res.elements += touch(&ic.ISA, &dataBytes)
+			res.Segments++
+			res.Elements += touch(&ic.ISA, &dataBytes)
 		},
 		OnGroupStart: func(ic *edi.Interchange, g *edi.Group) {
-			res.segments++
-			res.elements += touch(&g.GS, &dataBytes)
+			res.Segments++
+			res.Elements += touch(&g.GS, &dataBytes)
 		},
 		OnSet: func(ic *edi.Interchange, g *edi.Group, s *edi.Set) {
 			sets++
@@ -340,15 +225,15 @@ func benchProcess(f *os.File, tree bool, res *benchResult) error {
 				return
 			}
 			noTree = noTree || tree
-			res.segments += int64(s.Segments)
+			res.Segments += int64(s.Segments)
 		},
 		OnGroup: func(ic *edi.Interchange, g *edi.Group) {
 			if len(g.Findings) > 0 {
 				rejEnv++
 			}
 			if !hasCode(g.Findings, edi.GroupTrailerMissing) {
-				res.segments++
-				res.elements += 2
+				res.Segments++
+				res.Elements += 2
 			}
 		},
 		OnInterchange: func(ic *edi.Interchange) {
@@ -356,8 +241,8 @@ func benchProcess(f *os.File, tree bool, res *benchResult) error {
 				rejEnv++
 			}
 			if !hasCode(ic.Findings, edi.TA1PrematureEOF) {
-				res.segments++
-				res.elements += 2
+				res.Segments++
+				res.Elements += 2
 			}
 		},
 	}
@@ -365,9 +250,9 @@ func benchProcess(f *os.File, tree bool, res *benchResult) error {
 		return err
 	}
 	if !tree || noTree {
-		res.elements = -1
+		res.Elements = -1
 	}
-	res.note = fmt.Sprintf(" data_bytes=%d sets=%d rejected_sets=%d rejected_envelopes=%d", dataBytes, sets, rejSets, rejEnv)
+	res.Note = fmt.Sprintf(" data_bytes=%d sets=%d rejected_sets=%d rejected_envelopes=%d", dataBytes, sets, rejSets, rejEnv)
 	if rejSets > 0 || rejEnv > 0 {
 		fmt.Fprintf(os.Stderr, "edigw bench: warning: %d of %d sets and %d envelopes rejected (the figures include finding reports)\n", rejSets, sets, rejEnv)
 	}
@@ -408,11 +293,25 @@ func benchParent(cmd *cobra.Command, modes []string, runs int, files []string) e
 	}
 	// Re-exec this very command: "edigw x12 bench" -> ["x12", "bench"].
 	sub := strings.Fields(cmd.CommandPath())[1:]
+	// The baselines run in x12baseline, a standard-library-only binary next
+	// to edigw, when there is one: in edigw's own process the live heap left
+	// by package init makes the naive split's garbage collections start
+	// sooner and mark more, and it runs about a third slower than the peers
+	// harness's runner.
+	baseline := filepath.Join(filepath.Dir(exe), "x12baseline")
+	if st, err := os.Stat(baseline); err != nil || st.IsDir() {
+		baseline = ""
+	}
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "edigw x12 bench: %d run(s) per mode, each in a fresh process, modes interleaved; median MB/s (10^6 B/s); %s %s/%s, %d CPU, GOMAXPROCS %d\n",
 		runs, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Fprintf(out, "load average at start: %s\n", strings.Join(strings.Fields(string(la))[:3], " "))
+	}
+	if baseline != "" {
+		fmt.Fprintf(out, "floor and naive run in %s (standard library only)\n", baseline)
+	} else {
+		fmt.Fprintln(out, "floor and naive run in edigw's process (no x12baseline next to it: `make bench` builds one); naive is then ~1/3 slower than the peers harness's")
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "file\tmode\tMB/s\tmin-max\tMB/cpu-s\tns/seg\tallocs/MB\tKB alloc/MB\tpeak RSS MB\t% floor\t× naive\tcounts\t")
@@ -428,7 +327,7 @@ func benchParent(cmd *cobra.Command, modes []string, runs int, files []string) e
 		results := map[string][]benchRun1{}
 		for i := 0; i < runs; i++ {
 			for _, mode := range modes {
-				r, err := benchOnce(exe, sub, mode, file)
+				r, err := benchOnce(exe, sub, baseline, mode, file)
 				if err != nil {
 					tw.Flush()
 					return &exitError{1, err}
@@ -522,19 +421,24 @@ type benchRun1 struct {
 }
 
 // benchOnce runs one mode once in a child process.
-func benchOnce(exe string, sub []string, mode, file string) (benchRun1, error) {
+// Baselines run in baseline (x12baseline) when it is set.
+func benchOnce(exe string, sub []string, baseline, mode, file string) (benchRun1, error) {
 	args := append(slices.Clone(sub), "--run-mode", mode, file)
 	c := exec.Command(exe, args...)
+	if baseline != "" && (mode == modeFloor || mode == modeNaive) {
+		c = exec.Command(baseline, mode, file)
+	}
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	if err := c.Run(); err != nil {
 		return benchRun1{}, fmt.Errorf("%s %s: %v: %s", mode, file, err, strings.TrimSpace(stderr.String()))
 	}
 	var r benchRun1
-	if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.rssKB = int64(ru.Maxrss) // KiB on Linux
-	}
 	r.kv = parseKV(stdout.String())
+	// The child's own peak_rss_kb (VmHWM), not the ru_maxrss of
+	// c.ProcessState: that one includes this parent's RSS (see
+	// x12bench.PeakRSSKB).
+	r.rssKB, _ = strconv.ParseInt(r.kv["peak_rss_kb"], 10, 64)
 	var err error
 	if r.mbs, err = strconv.ParseFloat(r.kv["mb_s"], 64); err != nil {
 		return benchRun1{}, fmt.Errorf("%s %s: no mb_s in %q", mode, file, stdout.String())
