@@ -493,29 +493,46 @@ func (r *Reader) split(raw []byte, off int64) (*Segment, error) {
 	s := &r.seg
 	s.raw = raw
 	s.delim = r.delim
-	ends := s.ends[:0]
+	if cap(s.ends) < len(raw)+1 {
+		s.ends = make([]int32, 0, max(64, len(raw)+1))
+	}
+	ends := s.ends[:cap(s.ends)]
+	n := 0
 	es := r.delim.Element
 	for i, c := range raw {
 		if c == es {
-			ends = append(ends, int32(i))
+			ends[n] = int32(i)
+			n++
 		}
 	}
-	ends = append(ends, int32(len(raw)))
-	s.ends = ends
+	ends[n] = int32(len(raw))
+	s.ends = ends[:n+1]
 	r.nseg++
-	tag := raw[:ends[0]]
-	// Track envelope control numbers for positions.
-	if len(tag) == 2 || len(tag) == 3 {
-		switch string(tag) {
-		case "GS":
-			r.pos.GS06 = string(s.Element(6))
-			r.pos.ST02, r.pos.InSet = "", 0
-		case "ST":
-			r.pos.ST02 = string(s.Element(2))
-			r.pos.InSet = 0
-		case "IEA":
-			r.haveISA = false
+	// Envelope control numbers for positions: only GS, GE, ST, SE and IEA
+	// matter, told apart by their first letters without string compares.
+	var kind byte
+	if t := raw[:ends[0]]; len(t) == 2 {
+		switch {
+		case t[0] == 'G' && t[1] == 'S':
+			kind = 'g'
+		case t[0] == 'G' && t[1] == 'E':
+			kind = 'G'
+		case t[0] == 'S' && t[1] == 'T':
+			kind = 's'
+		case t[0] == 'S' && t[1] == 'E':
+			kind = 'S'
 		}
+	} else if len(t) == 3 && t[0] == 'I' && t[1] == 'E' && t[2] == 'A' {
+		kind = 'I'
+		r.haveISA = false
+	}
+	switch kind {
+	case 'g':
+		r.pos.GS06 = string(s.Element(6))
+		r.pos.ST02, r.pos.InSet = "", 0
+	case 's':
+		r.pos.ST02 = string(s.Element(2))
+		r.pos.InSet = 0
 	}
 	if r.pos.ST02 != "" {
 		r.pos.InSet++
@@ -523,16 +540,13 @@ func (r *Reader) split(raw []byte, off int64) (*Segment, error) {
 	s.Pos = r.pos
 	s.Pos.Offset = off
 	s.Pos.Segment = r.nseg
-	// Leave the set or group after its trailer so later positions are outside.
-	if len(tag) == 2 {
-		switch string(tag) {
-		case "SE":
-			r.pos.ST02, r.pos.InSet = "", 0
-		case "GE":
-			r.pos.GS06, r.pos.ST02, r.pos.InSet = "", "", 0
-		}
-	}
-	if len(tag) == 3 && string(tag) == "IEA" {
+	// Leave the set, group or interchange after its trailer.
+	switch kind {
+	case 'S':
+		r.pos.ST02, r.pos.InSet = "", 0
+	case 'G':
+		r.pos.GS06, r.pos.ST02, r.pos.InSet = "", "", 0
+	case 'I':
 		r.pos = Position{}
 	}
 	return s, nil
