@@ -12,7 +12,7 @@ import (
 // frame is one open loop instance while a set is matched against its spec.
 type frame struct {
 	loop   *spec.Loop
-	tags   []string // loop.Tags()
+	keys   []uint32 // loop.TagKeys()
 	idx    int      // index of the child matched last
 	counts []int    // uses of each child in this instance
 	node   *Node    // tree instance, when building trees
@@ -84,7 +84,7 @@ func (v *validator) push(l *spec.Loop, n *Node) {
 		v.stack = append(v.stack, frame{})
 	}
 	f := &v.stack[len(v.stack)-1]
-	f.loop, f.tags, f.idx, f.node = l, l.Tags(), 0, n
+	f.loop, f.keys, f.idx, f.node = l, l.TagKeys(), 0, n
 	if cap(f.counts) < len(l.Children) {
 		f.counts = make([]int, len(l.Children))
 	}
@@ -111,7 +111,7 @@ func (v *validator) segment(seg *Segment) {
 	if v.set == nil {
 		return
 	}
-	tag := seg.Tag()
+	key := spec.TagKey(seg.Tag())
 	// Search the innermost open loop first, then its parents: X12 matching.
 	for d := len(v.stack) - 1; d >= 0; d-- {
 		f := &v.stack[d]
@@ -119,8 +119,8 @@ func (v *validator) segment(seg *Segment) {
 		if d > 0 && from == 0 {
 			from = 1 // the leading segment again means a new loop instance, decided by the parent
 		}
-		for j := from; j < len(f.tags); j++ {
-			if f.tags[j] != string(tag) {
+		for j := from; j < len(f.keys); j++ {
+			if f.keys[j] != key {
 				continue
 			}
 			v.matched(seg, d, j)
@@ -529,10 +529,7 @@ func (v *validator) checkSyntax(seg *Segment, def *spec.Segment) {
 	name := func(p int) string { return fmt.Sprintf("%s%02d", def.ID, p) }
 	for _, r := range def.Syntax {
 		ps := r.Positions
-		var mask uint64
-		for _, p := range ps {
-			mask |= 1 << p
-		}
+		mask := r.Mask()
 		got := present & mask
 		first := uint64(1) << ps[0]
 		switch r.Kind {

@@ -395,6 +395,7 @@ func parseSyntax(s string) (SyntaxRule, error) {
 	if r.Kind == 'L' && len(r.Positions) < 3 {
 		return r, fmt.Errorf("syntax rule %q: L needs at least 3 positions", s)
 	}
+	r.mask = r.Mask()
 	return r, nil
 }
 

@@ -56,6 +56,21 @@ type SyntaxRule struct {
 	Kind      byte  // P paired, R required, E exclusion, C conditional, L list conditional
 	Positions []int // 1-based element positions
 	Text      string
+	mask      uint64 // Positions as bits, set by the loader
+}
+
+// Mask is the rule's positions as a bitmask (bit p set for position p).
+func (r SyntaxRule) Mask() uint64 {
+	if r.mask != 0 {
+		return r.mask
+	}
+	var m uint64
+	for _, p := range r.Positions {
+		if p < 64 {
+			m |= 1 << p
+		}
+	}
+	return m
 }
 
 // Segment is a segment definition from the dictionary.
@@ -91,6 +106,7 @@ type Loop struct {
 
 	tagsOnce sync.Once
 	tags     []string
+	keys     []uint32
 	name     string
 }
 
@@ -99,12 +115,34 @@ type Loop struct {
 func (l *Loop) Tags() []string {
 	l.tagsOnce.Do(func() {
 		l.tags = make([]string, len(l.Children))
+		l.keys = make([]uint32, len(l.Children))
 		for i, c := range l.Children {
 			l.tags[i] = c.Tag()
+			l.keys[i] = TagKey([]byte(l.tags[i]))
 		}
 		l.name = l.ID + "_loop"
 	})
 	return l.tags
+}
+
+// TagKeys returns TagKey of each child's leading tag, in order: comparing
+// integers is what makes matching a segment against a loop cheap.
+func (l *Loop) TagKeys() []uint32 {
+	l.Tags()
+	return l.keys
+}
+
+// TagKey packs a segment tag of up to three bytes into an integer (longer
+// tags, which no X12 segment has, never match: 0).
+func TagKey(tag []byte) uint32 {
+	if len(tag) == 0 || len(tag) > 3 {
+		return 0
+	}
+	k := uint32(len(tag))
+	for _, c := range tag {
+		k = k<<8 | uint32(c)
+	}
+	return k
 }
 
 // TreeName is the loop's key in loop trees: "<ID>_loop".
