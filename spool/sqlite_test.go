@@ -181,3 +181,57 @@ func BenchmarkReceiveAndThreeSteps(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "files/s")
 }
+
+// Group commit: writes from many goroutines share transactions, yet each is
+// all or nothing on its own — a failing write (here a transition from the
+// wrong state) leaves the others in its batch committed.
+func TestSQLiteGroupCommitIsolation(t *testing.T) {
+	s := openSQLite(t)
+	ctx := t.Context()
+	blob := spool.BlobRef{SHA256: strings.Repeat("a", 64), Size: 1}
+	const n = 64
+	ids := make([]spool.ID, n)
+	for i := range ids {
+		f, err := s.AddFile(ctx, spool.NewFile{Partner: "p", Channel: "sftp", Name: fmt.Sprint(i), Blob: blob, NoDedupe: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = f.ID
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			from := spool.StateReceived
+			if i%2 == 1 {
+				from = spool.StateAcked // wrong: these must fail alone
+			}
+			errs[i] = s.Transition(ctx, id, from, spool.StateParsed)
+		}()
+	}
+	wg.Wait()
+	for i, id := range ids {
+		f, err := s.GetFile(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := spool.StateParsed
+		if i%2 == 1 {
+			want = spool.StateReceived
+			if !errors.Is(errs[i], spool.ErrConflict) {
+				t.Errorf("%d: err %v, want a conflict", i, errs[i])
+			}
+		} else if errs[i] != nil {
+			t.Errorf("%d: %v", i, errs[i])
+		}
+		if f.State != want {
+			t.Errorf("%d: state %s, want %s", i, f.State, want)
+		}
+		evs, _ := s.Events(ctx, id)
+		if wantEv := map[bool]int{true: 1, false: 2}[i%2 == 1]; len(evs) != wantEv {
+			t.Errorf("%d: %d events, want %d (a failed write leaves no event)", i, len(evs), wantEv)
+		}
+	}
+}
