@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -171,7 +170,7 @@ func (g *Gateway) mapSet(log *slog.Logger, p *partners.Partner, f *spool.File, i
 		res.reason = "mapping failed: " + err.Error()
 		return res
 	}
-	b, err := json.Marshal(out)
+	b, err := mapping.Marshal(out)
 	if err != nil {
 		res.state, res.reason = spool.StateHeld, "mapping output is not JSON: "+err.Error()
 		return res
@@ -276,7 +275,7 @@ func (g *Gateway) parseCSV(ctx context.Context, log *slog.Logger, p *partners.Pa
 	case err != nil:
 		res.state, res.reason = spool.StateHeld, "mapping failed: "+err.Error()
 	default:
-		res.mapped, _ = json.Marshal(out)
+		res.mapped, _ = mapping.Marshal(out)
 		res.state, res.businessKey = spool.StateMapped, f.Name
 	}
 	return g.recordDocument(ctx, log, f, spool.Interchange{}, res)
