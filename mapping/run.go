@@ -439,8 +439,9 @@ func (r *run) convert(f *field, ctx item, raw string) (any, error) {
 		}
 		// A float64 when it holds the value exactly (expressions can do
 		// arithmetic with it, out.quantity * out.unitPrice); the exact
-		// decimal text otherwise.
-		if fl, err := strconv.ParseFloat(text, 64); err == nil && sameDecimal(strconv.FormatFloat(fl, 'f', -1, 64), text) {
+		// decimal text otherwise. Up to 15 significant digits a decimal
+		// always survives the round trip through float64.
+		if fl, err := strconv.ParseFloat(text, 64); err == nil && (significantDigits(text) <= 15 || sameDecimal(strconv.FormatFloat(fl, 'f', -1, 64), text)) {
 			return fl, nil
 		}
 		return json.Number(text), nil
@@ -565,4 +566,21 @@ func sameDecimal(a, b string) bool {
 		return s
 	}
 	return trim(a) == trim(b)
+}
+
+// significantDigits counts the digits of a decimal text without leading zeros.
+func significantDigits(s string) int {
+	n, lead := 0, true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			continue
+		}
+		if lead && c == '0' {
+			continue
+		}
+		lead = false
+		n++
+	}
+	return n
 }
