@@ -331,6 +331,13 @@ var bom = []byte{0xEF, 0xBB, 0xBF}
 // stream, and a *SyntaxError (or the underlying read error) otherwise. The
 // segment is valid until the next call.
 func (r *Reader) Next() (*Segment, error) {
+	// The common case: inside an interchange, the next segment starts right
+	// here with an ordinary tag.
+	if r.haveISA && r.beg < r.end {
+		if c := r.buf[r.beg]; c != 'I' && c != 0xEF && !isSpace(c) {
+			return r.readSegment()
+		}
+	}
 	if !r.skipSpace() {
 		if r.err != nil {
 			return nil, r.err

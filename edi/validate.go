@@ -527,10 +527,14 @@ func (v *validator) checkSyntax(seg *Segment, def *spec.Segment) {
 		return ""
 	}
 	name := func(p int) string { return fmt.Sprintf("%s%02d", def.ID, p) }
-	for _, r := range def.Syntax {
-		ps := r.Positions
+	for i := range def.Syntax {
+		r := &def.Syntax[i]
 		mask := r.Mask()
 		got := present & mask
+		if got == 0 && r.Kind != 'R' {
+			continue // only "at least one required" can fail with none present
+		}
+		ps := r.Positions
 		first := uint64(1) << ps[0]
 		switch r.Kind {
 		case 'P': // all or none

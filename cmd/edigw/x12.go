@@ -32,7 +32,7 @@ func process(name string, opt edi.Options) error {
 		return &exitError{1, err}
 	}
 	defer f.Close()
-	if err := edi.Process(bufio.NewReaderSize(f, 64<<10), opt); err != nil {
+	if err := edi.Process(f, opt); err != nil { // edi.Reader buffers
 		return &exitError{1, fmt.Errorf("%s: %w", name, err)}
 	}
 	return nil

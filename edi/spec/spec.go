@@ -60,7 +60,7 @@ type SyntaxRule struct {
 }
 
 // Mask is the rule's positions as a bitmask (bit p set for position p).
-func (r SyntaxRule) Mask() uint64 {
+func (r *SyntaxRule) Mask() uint64 {
 	if r.mask != 0 {
 		return r.mask
 	}
