@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"strings"
 	"time"
@@ -387,22 +388,16 @@ func (g *Gateway) deliverAck(ctx context.Context, p *partners.Partner, ack spool
 	if p.Outbound.Channel != partners.ChannelOutbox {
 		return nil // push delivery arrives with the transports (pollers issue)
 	}
-	name := ackFileName(p, ack)
-	files, err := g.outbox.List(ctx, p.ID)
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		if f.Name == name {
-			return nil
-		}
-	}
 	r, err := g.blobs.Open(ctx, ack.Blob)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	return g.outbox.Put(ctx, p.ID, name, r)
+	err = g.outbox.Put(ctx, p.ID, ackFileName(p, ack), r)
+	if errors.Is(err, fs.ErrExist) {
+		return nil // written by an earlier run of this stage
+	}
+	return err
 }
 
 // ackFileName follows the partner's naming rule ({type}_{control}.{ext}).

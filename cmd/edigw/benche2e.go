@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -88,7 +89,7 @@ func benchE2E(ctx context.Context, out interface{ Write([]byte) (int, error) }, 
 	for _, name := range []string{"po-acknowledgements", "ship-notices", "invoices", "purchase-orders", "inventory"} {
 		cfg.ERP.Endpoints = append(cfg.ERP.Endpoints, gateway.EndpointConfig{Name: name, URL: "http://" + sinkLn.Addr().String() + "/" + name, MaxConcurrency: 16})
 	}
-	cfg.Workers.Files, cfg.Workers.Documents, cfg.Workers.Poll = 4, 16, 20*time.Millisecond
+	cfg.Workers.Files, cfg.Workers.Documents = 12, 32
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	g, err := gateway.New(ctx, cfg, quiet)
 	if err != nil {
@@ -108,6 +109,12 @@ func benchE2E(ctx context.Context, out interface{ Write([]byte) (int, error) }, 
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	if p := os.Getenv("EDIGW_BENCH_CPUPROFILE"); p != "" { // where the time goes
+		f, err := os.Create(p)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	// One file per interchange control number, so none is a duplicate.
 	closed := make([]time.Time, n)
 	keys := make([]string, n)
