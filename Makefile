@@ -26,12 +26,13 @@ vet:
 lint: vet
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-# fuzz: each target for FUZZTIME (default 60s); the seed corpus lives in
-# edi/testdata/fuzz and runs as ordinary tests in `make test`.
+# fuzz: each target for FUZZTIME (default 60s); the seed corpora live in
+# edi/testdata/fuzz (and mapping/) and run as ordinary tests in `make test`.
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test ./edi -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./edi -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./edi -run '^$$' -fuzz '^FuzzAck$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./mapping -run '^$$' -fuzz '^FuzzMarshal$$' -fuzztime $(FUZZTIME)
 
 -include mk/bench.mk
