@@ -21,6 +21,10 @@ type selector struct {
 	src   string
 	root  bool // starts at the set root ($$.)
 	steps []step
+	// simple: only child steps without predicates and one element step at
+	// the end (PO1.PO102, HL_S.TD5.TD503): first() walks it without
+	// building item lists. Most fields are such selectors.
+	simple bool
 }
 
 type stepKind uint8
@@ -34,6 +38,7 @@ const (
 type step struct {
 	kind  stepKind
 	name  string
+	key   uint32 // spec.TagKey(name), for segment steps
 	elem  int // element position (stepElement)
 	comp  int // component position, 0 = the whole element
 	preds []pred
@@ -328,6 +333,15 @@ func (s *selector) check(set *spec.Set, from sctx) error {
 		}
 		c = next
 	}
+	s.simple = len(s.steps) >= 2
+	for i := range s.steps {
+		st := &s.steps[i]
+		st.key = spec.TagKey([]byte(st.name))
+		last := i == len(s.steps)-1
+		if len(st.preds) > 0 || (last && st.kind != stepElement) || (!last && st.kind != stepChild) {
+			s.simple = false
+		}
+	}
 	return nil
 }
 
@@ -521,6 +535,47 @@ func (st *step) apply(root, it item, out []item) []item {
 		}
 	}
 	return out
+}
+
+// first returns the first value a simple selector yields, without
+// allocating anything but the returned string.
+func (s *selector) first(root, ctx item) (string, bool) {
+	if s.root {
+		ctx = root
+	}
+	return s.firstFrom(ctx, 0)
+}
+
+func (s *selector) firstFrom(it item, i int) (string, bool) {
+	st := &s.steps[i]
+	if st.kind == stepElement {
+		if it.seg == nil {
+			return "", false
+		}
+		v := st.value(it.seg)
+		return string(v), len(v) > 0
+	}
+	if it.node == nil {
+		return "", false
+	}
+	for _, c := range it.node.Items {
+		var ci item
+		if c.Loop != nil {
+			if c.Loop.ID != st.name {
+				continue
+			}
+			ci = item{node: c.Loop}
+		} else {
+			if spec.TagKey(c.Segment.Tag()) != st.key {
+				continue
+			}
+			ci = item{seg: c.Segment, def: c.Def}
+		}
+		if v, ok := s.firstFrom(ci, i+1); ok {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 func (st *step) value(seg *edi.Segment) []byte {

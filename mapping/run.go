@@ -268,6 +268,9 @@ func (r *run) raw(f *field, ctx item) (string, bool, string) {
 	switch {
 	case f.konst != nil:
 		return *f.konst, true, ""
+	case f.from != nil && f.from.simple && f.pair == "":
+		v, ok := f.from.first(r.root, ctx)
+		return v, ok, f.src
 	case f.from != nil:
 		items := f.from.eval(&r.ev, r.root, ctx, r.one[:0])
 		r.one = items
