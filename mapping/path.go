@@ -39,8 +39,8 @@ type step struct {
 	kind  stepKind
 	name  string
 	key   uint32 // spec.TagKey(name), for segment steps
-	elem  int // element position (stepElement)
-	comp  int // component position, 0 = the whole element
+	elem  int    // element position (stepElement)
+	comp  int    // component position, 0 = the whole element
 	preds []pred
 }
 
