@@ -37,11 +37,76 @@ type SQLite struct {
 	writes     chan *writeReq
 	writerDone chan struct{}
 	closeOnce  sync.Once
+	stmts      map[string]*sql.Stmt // prepared on the writer connection; only the writer goroutine uses them
+	wanted     map[string]bool      // queries to prepare after the current batch
+}
+
+// wtx is a write transaction whose statements are prepared once on the
+// single writer connection and reused: the pure-Go SQLite spends a good
+// part of a write parsing SQL, and writes are serialised, so parsing is on
+// the critical path of every upload and stage.
+type wtx struct {
+	*sql.Tx
+	s *SQLite
+}
+
+// stmt returns the prepared statement for query, or nil the first time: a
+// statement cannot be prepared on the writer connection while this
+// transaction holds it, so it is noted and prepared after the commit.
+func (t *wtx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if st, ok := t.s.stmts[query]; ok {
+		return t.Tx.StmtContext(ctx, st)
+	}
+	if len(t.s.stmts)+len(t.s.wanted) < maxStmts {
+		if t.s.wanted == nil {
+			t.s.wanted = map[string]bool{}
+		}
+		t.s.wanted[query] = true
+	}
+	return nil
+}
+
+// maxStmts bounds the statement cache (queries with IN lists vary).
+const maxStmts = 256
+
+// prepareWanted prepares the statements the last batch asked for, now that
+// the writer connection is free.
+func (s *SQLite) prepareWanted() {
+	for q := range s.wanted {
+		if st, err := s.w.Prepare(q); err == nil {
+			if s.stmts == nil {
+				s.stmts = map[string]*sql.Stmt{}
+			}
+			s.stmts[q] = st
+		}
+	}
+	clear(s.wanted)
+}
+
+func (t *wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return t.Tx.ExecContext(ctx, query, args...)
+}
+
+func (t *wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return t.Tx.QueryContext(ctx, query, args...)
+}
+
+func (t *wtx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.Tx.QueryRowContext(ctx, query, args...)
 }
 
 type writeReq struct {
 	ctx  context.Context
-	fn   func(tx *sql.Tx, now time.Time) error
+	fn   func(tx *wtx, now time.Time) error
 	done chan error
 }
 
@@ -198,7 +263,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: database schema is version %d, this binary knows up to %d: upgrade edigw", have, len(ms))
 	}
 	for _, m := range ms[have:] {
-		err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		err := s.write(ctx, func(tx *wtx, now time.Time) error {
 			var n int
 			if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&n); err != nil || n > 0 {
 				return err // another process applied it meanwhile
@@ -222,6 +287,9 @@ func (s *SQLite) Close() error {
 		if s.writes != nil {
 			close(s.writes)
 			<-s.writerDone
+		}
+		for _, st := range s.stmts {
+			st.Close()
 		}
 	})
 	var errs []error
@@ -261,7 +329,7 @@ func norm(t time.Time) time.Time {
 // returns once that transaction is committed (durable: synchronous=FULL).
 // fn's changes are all or nothing: it runs in a savepoint of a transaction
 // that may carry other callers' writes too (group commit).
-func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx, now time.Time) error) (err error) {
+func (s *SQLite) write(ctx context.Context, fn func(tx *wtx, now time.Time) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -296,6 +364,9 @@ func (s *SQLite) writer() {
 			}
 		}
 		s.runBatch(batch)
+		if len(s.wanted) > 0 {
+			s.prepareWanted()
+		}
 	}
 }
 
@@ -307,13 +378,14 @@ func (s *SQLite) runBatch(batch []*writeReq) {
 		}
 	}
 	defer finish()
-	tx, err := s.w.BeginTx(context.Background(), nil)
+	stx, err := s.w.BeginTx(context.Background(), nil)
 	if err != nil {
 		for i := range results {
 			results[i] = err
 		}
 		return
 	}
+	tx := &wtx{Tx: stx, s: s}
 	ok := 0
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
@@ -462,7 +534,7 @@ func scanEvent(sc scanner) (Event, error) {
 	return e, nil
 }
 
-func insertEvent(ctx context.Context, tx *sql.Tx, e Event) error {
+func insertEvent(ctx context.Context, tx *wtx, e Event) error {
 	_, err := tx.ExecContext(ctx, "INSERT INTO events (subject, at, actor, kind, from_state, to_state, message, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		e.Subject, micros(e.At), e.Actor, e.Kind, e.From, e.To, e.Message, nullJSON(e.Detail))
 	if err != nil {
@@ -499,7 +571,7 @@ func (s *SQLite) AddFile(ctx context.Context, nf NewFile) (File, error) {
 	}
 	actor := cmp.Or(nf.Actor, "system")
 	var f File
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(tx *wtx, now time.Time) error {
 		received := cmpOrTime(norm(nf.ReceivedAt), now)
 		id, err := NewID(KindFile, now)
 		if err != nil {
@@ -547,7 +619,7 @@ func (s *SQLite) AddInterchange(ctx context.Context, ni NewInterchange) (Interch
 		return Interchange{}, fmt.Errorf("spool: add interchange: %w", err)
 	}
 	var x Interchange
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(tx *wtx, now time.Time) error {
 		var err error
 		x, err = scanInterchange(tx.QueryRowContext(ctx, "SELECT "+ixCols+" FROM interchanges WHERE file_id = ? AND seq = ?", ni.FileID, ni.Seq))
 		if err == nil {
@@ -620,7 +692,7 @@ func (s *SQLite) AddDocument(ctx context.Context, nd NewDocument) (Document, err
 		}
 	}
 	var d Document
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(tx *wtx, now time.Time) error {
 		var err error
 		d, err = scanDocument(tx.QueryRowContext(ctx, "SELECT "+docCols+" FROM documents WHERE file_id = ? AND seq = ?", nd.FileID, nd.Seq))
 		if err == nil {
@@ -674,7 +746,7 @@ func (s *SQLite) SetInterchangeAck(ctx context.Context, id ID, a Ack, opts ...Op
 		err = a.Blob.Check()
 	}
 	if err == nil {
-		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
 			at := cmpOrTime(norm(a.At), now)
 			res, err := tx.ExecContext(ctx, `UPDATE interchanges SET ack_kind = ?, ack_status = ?, ack_control = ?, ack_sha256 = ?,
 				ack_size = ?, ack_at = ?, updated_at = ? WHERE id = ?`,
@@ -702,7 +774,7 @@ func (s *SQLite) SetDocumentMapped(ctx context.Context, id ID, mapped BlobRef, b
 		err = fmt.Errorf("%w: %q is not a document id", ErrInvalid, id)
 	}
 	if err == nil {
-		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
 			res, err := tx.ExecContext(ctx, `UPDATE documents SET mapped_sha256 = ?, mapped_size = ?,
 				business_key = CASE WHEN ? = '' THEN business_key ELSE ? END, updated_at = ? WHERE id = ?`,
 				mapped.SHA256, mapped.Size, businessKey, businessKey, micros(now), id)
@@ -725,7 +797,7 @@ func (s *SQLite) SetDocumentResult(ctx context.Context, id ID, r Response, opts 
 		err = r.Body.Check()
 	}
 	if err == nil {
-		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
 			at := cmpOrTime(norm(r.At), now)
 			res, err := tx.ExecContext(ctx, `UPDATE documents SET resp_status = ?, resp_sha256 = ?, resp_size = ?, resp_at = ?,
 				updated_at = ? WHERE id = ?`, r.Status, r.Body.SHA256, r.Body.Size, micros(at), micros(now), id)
@@ -756,7 +828,7 @@ func (s *SQLite) AddEvent(ctx context.Context, e Event) error {
 		err = fmt.Errorf("%w: %q is not an id", ErrInvalid, e.Subject)
 	}
 	if err == nil {
-		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
 			var one int
 			if err := tx.QueryRowContext(ctx, "SELECT 1 FROM "+tbl+" WHERE id = ?", e.Subject).Scan(&one); err != nil {
 				return notFound(err, e.Subject)
@@ -816,7 +888,7 @@ func (s *SQLite) Claim(ctx context.Context, kind Kind, states []State, owner str
 	limit = min(limit, maxClaim)
 
 	var items []Item
-	err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err = s.write(ctx, func(tx *wtx, now time.Time) error {
 		items = items[:0]
 		in := placeholders(len(states))
 		q := "SELECT id, lease_owner, lease_until FROM " + tbl + " WHERE (state IN (" + in + ") OR (state = 'retrying' AND retry_of IN (" + in + ")))" +
@@ -885,7 +957,7 @@ type current struct {
 	until          time.Time
 }
 
-func (s *SQLite) current(ctx context.Context, tx *sql.Tx, tbl string, id ID) (current, error) {
+func (s *SQLite) current(ctx context.Context, tx *wtx, tbl string, id ID) (current, error) {
 	var c current
 	var until int64
 	err := tx.QueryRowContext(ctx, "SELECT state, retry_of, lease_owner, lease_until FROM "+tbl+" WHERE id = ?", id).
@@ -918,7 +990,7 @@ func (s *SQLite) ExtendLease(ctx context.Context, id ID, owner string, lease tim
 	}
 	var until time.Time
 	if err == nil {
-		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
 			c, err := s.current(ctx, tx, tbl, id)
 			if err != nil {
 				return err
@@ -946,7 +1018,7 @@ func (s *SQLite) Release(ctx context.Context, id ID, owner string, opts ...Optio
 		err = fmt.Errorf("%w: owner is required", ErrInvalid)
 	}
 	if err == nil {
-		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
 			c, err := s.current(ctx, tx, tbl, id)
 			if err != nil {
 				return err
@@ -972,7 +1044,7 @@ func (s *SQLite) Transition(ctx context.Context, id ID, from, to State, opts ...
 	o, oerr := ApplyOptions(opts)
 	err = errors.Join(err, oerr, checkState(from), checkState(to))
 	if err == nil {
-		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
 			c, err := s.current(ctx, tx, tbl, id)
 			if err != nil {
 				return err
@@ -1022,7 +1094,7 @@ func (s *SQLite) Retry(ctx context.Context, id ID, cause error, next time.Time, 
 		err = fmt.Errorf("%w: a cause is required", ErrInvalid)
 	}
 	if err == nil {
-		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
 			c, err := s.current(ctx, tx, tbl, id)
 			if err != nil {
 				return err
@@ -1068,7 +1140,7 @@ func (s *SQLite) Replay(ctx context.Context, id ID, to State, opts ...Option) er
 		err = fmt.Errorf("%w: replay to %q (a pipeline state before done)", ErrInvalidTransition, to)
 	}
 	if err == nil {
-		err = s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
 			c, err := s.current(ctx, tx, tbl, id)
 			if err != nil {
 				return err
@@ -1286,7 +1358,7 @@ func (s *SQLite) NextControl(ctx context.Context, partner, name string) (int64, 
 		return 0, fmt.Errorf("spool: next control: %w: partner and name are required", ErrInvalid)
 	}
 	var v int64
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(tx *wtx, now time.Time) error {
 		return tx.QueryRowContext(ctx, `INSERT INTO counters (partner, name, value, updated_at) VALUES (?, ?, 1, ?)
 			ON CONFLICT (partner, name) DO UPDATE
 			SET value = CASE WHEN value >= ? THEN 1 ELSE value + 1 END, updated_at = excluded.updated_at

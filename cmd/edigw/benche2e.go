@@ -90,7 +90,11 @@ func benchE2E(ctx context.Context, out interface{ Write([]byte) (int, error) }, 
 		cfg.ERP.Endpoints = append(cfg.ERP.Endpoints, gateway.EndpointConfig{Name: name, URL: "http://" + sinkLn.Addr().String() + "/" + name, MaxConcurrency: 16})
 	}
 	cfg.Workers.Files, cfg.Workers.Documents = 12, 32
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	level := slog.LevelError
+	if os.Getenv("EDIGW_BENCH_LOG") == "info" {
+		level = slog.LevelInfo
+	}
+	quiet := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	g, err := gateway.New(ctx, cfg, quiet)
 	if err != nil {
 		return err
