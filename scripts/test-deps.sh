@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs or starts what the tests need, idempotently: the OpenSSH client
-# (sftp, ssh-keygen) for the SFTP listener and end-to-end tests, and
-# versitygw (a real S3-API server) for the archive. As root it uses apt-get;
+# (sftp, ssh-keygen) for the SFTP listener and end-to-end tests, OpenSSH
+# sshd and vsftpd as partner servers for the transports, openssl for the
+# FTPS test CA, and versitygw (a real S3-API server) for the archive. As root it uses apt-get;
 # otherwise it only reports what is missing (the tests then fail in CI and
 # skip elsewhere).
 set -euo pipefail
@@ -10,6 +11,9 @@ command -v go >/dev/null || { echo "test-deps: Go is required" >&2; exit 1; }
 
 need_apt=()
 command -v sftp >/dev/null && command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
+[[ -x /usr/sbin/sshd ]] || need_apt+=(openssh-server)
+[[ -x /usr/sbin/vsftpd ]] || need_apt+=(vsftpd)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if ((${#need_apt[@]})); then
 	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
 		export DEBIAN_FRONTEND=noninteractive
