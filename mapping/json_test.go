@@ -10,7 +10,7 @@ import (
 func TestMarshalMatchesEncodingJSON(t *testing.T) {
 	docs := []Document{
 		{"a": "x", "b": 1.5, "c": int64(-3), "d": true, "e": nil, "f": json.Number("12.50"),
-			"g": []any{"<&>", "é\u2028\x01\"\\\n\t", 1e21, 1e-7, 0.000001, 123456789.0, -0.0, Document{"z": 1, "y": []any{}}}, "h": Document{}},
+			"g": []any{"<&>", "é\u2028\x01\"\\\n\t", 1e21, 1e-7, 0.000001, 123456789.0, math.Copysign(0, -1), Document{"z": 1, "y": []any{}}}, "h": Document{}},
 		{"bad utf8": "a\xffb", "int": 7, "emoji": "🚚"},
 	}
 	for _, d := range docs {

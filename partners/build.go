@@ -466,7 +466,7 @@ func (b *builder) publicKey(path, s, where string) ssh.PublicKey {
 		return nil
 	}
 	switch key.Type() {
-	case ssh.KeyAlgoDSA:
+	case "ssh-dss": // x/crypto deprecates the constant; the refusal stays explicit
 		b.errf(path, "%sssh-dss (DSA) keys are not accepted", where)
 		return nil
 	case ssh.KeyAlgoRSA:

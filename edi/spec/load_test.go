@@ -263,7 +263,8 @@ func TestFamily(t *testing.T) {
 }
 
 func TestDefault(t *testing.T) {
-	if Default("004010") != Default("004010") || Default("005010").Version != "005010" {
+	first, again := Default("004010"), Default("004010")
+	if first != again || Default("005010").Version != "005010" {
 		t.Fatal("Default must cache one dictionary per version")
 	}
 	defer func() {
