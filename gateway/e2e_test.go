@@ -500,10 +500,15 @@ func TestArchiveCatchesUp(t *testing.T) {
 		t.Fatalf("upload: %v\n%s", err, out)
 	}
 	e.waitDocs(1, 20*time.Second)
-	time.Sleep(2 * time.Second)
-	out, _ := exec.Command(edigwBin, "spool", "ls", "--config", e.config, "--state", "retrying").CombinedOutput()
+	var out []byte
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		out, _ = exec.Command(edigwBin, "spool", "ls", "--config", e.config, "--state", "retrying").CombinedOutput()
+		if strings.Contains(string(out), "po-in.edi") {
+			break
+		}
+	}
 	if !strings.Contains(string(out), "po-in.edi") || !strings.Contains(string(out), "archive") {
-		t.Errorf("with S3 down the file should be retrying its archive:\n%s", out)
+		t.Errorf("with S3 down the file should be retrying its archive:\n%s\n%s", out, tail(e.log(), 10))
 	}
 	if out, err := exec.Command("bash", s3script, "start", root, string(port), s3Access, s3Secret).CombinedOutput(); err != nil {
 		t.Fatalf("restart S3: %v %s", err, out)

@@ -19,16 +19,20 @@ func spoolCmd() *cobra.Command {
 	var config string
 	c := &cobra.Command{Use: "spool", Short: "Inspect and drive messages: ls, show, replay, retry, resolve"}
 	c.PersistentFlags().StringVar(&config, "config", "", "gateway.yaml (default: embedded defaults, ./data)")
-	open := func(cmd *cobra.Command) (spool.Store, error) {
-		cfg, err := gateway.LoadConfig(config)
-		if err != nil {
-			return nil, &exitError{2, err}
+	// with opens the spool for one subcommand and closes it after.
+	with := func(fn func(cmd *cobra.Command, st spool.Store, args []string) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			cfg, err := gateway.LoadConfig(config)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			st, err := spool.OpenSQLite(cmd.Context(), cfg.Spool.Path, nil)
+			if err != nil {
+				return &exitError{1, err}
+			}
+			defer st.Close()
+			return fn(cmd, st, args)
 		}
-		st, err := spool.OpenSQLite(cmd.Context(), cfg.Spool.Path, nil)
-		if err != nil {
-			return nil, &exitError{1, err}
-		}
-		return st, nil
 	}
 	var partner, state, typ string
 	var limit int
@@ -36,12 +40,7 @@ func spoolCmd() *cobra.Command {
 		Use:   "ls [files|documents]",
 		Short: "List files (default) or documents, newest first",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: with(func(cmd *cobra.Command, st spool.Store, args []string) error {
 			var states []spool.State
 			if state != "" {
 				for _, s := range strings.Split(state, ",") {
@@ -74,7 +73,7 @@ func spoolCmd() *cobra.Command {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", f.ID, f.Partner, f.Channel, f.Name, f.Blob.Size, f.ReceivedAt.Format(time.RFC3339), f.State, oneLine(f.LastError))
 			}
 			return nil
-		},
+		}),
 	}
 	ls.Flags().StringVar(&partner, "partner", "", "only this partner")
 	ls.Flags().StringVar(&state, "state", "", "only these states (comma separated)")
@@ -85,32 +84,22 @@ func spoolCmd() *cobra.Command {
 		Use:   "show ID",
 		Short: "Show a file or document with its event timeline",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: with(func(cmd *cobra.Command, st spool.Store, args []string) error {
 			return showItem(cmd.Context(), cmd.OutOrStdout(), st, spool.ID(args[0]))
-		},
+		}),
 	}
 	var to, comment string
 	replay := &cobra.Command{
 		Use:   "replay ID --to STATE",
 		Short: "Run a message again from a pipeline state (received, parsed, mapped, delivered ...)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: with(func(cmd *cobra.Command, st spool.Store, args []string) error {
 			if err := st.Replay(cmd.Context(), spool.ID(args[0]), spool.State(to), spool.WithActor("cli"), spool.WithReason(comment)); err != nil {
 				return &exitError{1, err}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s replayed from %s\n", args[0], to)
 			return nil
-		},
+		}),
 	}
 	replay.Flags().StringVar(&to, "to", "", "pipeline state to run again from (required)")
 	replay.Flags().StringVar(&comment, "comment", "", "why (kept in the event log)")
@@ -119,12 +108,7 @@ func spoolCmd() *cobra.Command {
 		Use:   "retry ID",
 		Short: "Try a retrying or held message's current stage again now",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: with(func(cmd *cobra.Command, st spool.Store, args []string) error {
 			id := spool.ID(args[0])
 			w, err := workOf(cmd.Context(), st, id)
 			if err != nil {
@@ -139,18 +123,13 @@ func spoolCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s due now at %s\n", id, stage)
 			return nil
-		},
+		}),
 	}
 	resolve := &cobra.Command{
 		Use:   "resolve ID --comment TEXT",
 		Short: "Close a held or dead message by hand, with the reason (held becomes dead; the comment is logged)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+		RunE: with(func(cmd *cobra.Command, st spool.Store, args []string) error {
 			id := spool.ID(args[0])
 			w, err := workOf(cmd.Context(), st, id)
 			if err != nil {
@@ -166,7 +145,7 @@ func spoolCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s resolved\n", id)
 			return nil
-		},
+		}),
 	}
 	resolve.Flags().StringVar(&comment, "comment", "", "what was done (required)")
 	resolve.MarkFlagRequired("comment")
