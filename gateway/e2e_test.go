@@ -113,7 +113,10 @@ func startS3(t *testing.T, dir string) (*s3.Client, string) {
 	return c, endpoint
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+
+// newEnvWith lets a test change the partner folders before the gateway starts.
+func newEnvWith(t *testing.T, edit func(partners string)) *env {
 	need(t, "sftp")
 	need(t, "ssh-keygen")
 	e := &env{t: t, dir: t.TempDir(), sftpPort: freePort(t)}
@@ -131,6 +134,9 @@ func newEnv(t *testing.T) *env {
 	acme := filepath.Join(parts, "acme", "keys", "demo_ed25519.pub")
 	os.WriteFile(acme, pub, 0o644)
 	writeRetail(t, filepath.Join(parts, "retail"), string(pub))
+	if edit != nil {
+		edit(parts)
+	}
 
 	e.sink, _ = erpsink.NewSink("")
 	srvLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -537,4 +543,35 @@ func TestArchiveCatchesUp(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 	t.Fatalf("archive did not catch up: %v\n%s", e.archived("edi/retail/"), tail(e.log(), 20))
+}
+
+// A partner whose outbound channel is push gets its acks on its own server
+// (here a directory through the file:// transport; the sftp, ftp and s3
+// transports are tested against real servers in gateway/transport).
+func TestAckPushedToPartnerServer(t *testing.T) {
+	remote := t.TempDir()
+	e := newEnvWith(t, func(parts string) {
+		p := filepath.Join(parts, "retail", "partner.yaml")
+		b, _ := os.ReadFile(p)
+		b = bytes.Replace(b, []byte("outbound: {channel: outbox}"), []byte("outbound: {channel: push, url: \"file://"+remote+"\"}"), 1)
+		os.WriteFile(p, b, 0o644)
+	})
+	if out, err := e.sftp("retail", "cd inbox\nput ../mapping/testdata/po-in.edi\n"); err != nil {
+		t.Fatalf("upload: %v\n%s", err, out)
+	}
+	e.waitDocs(1, 20*time.Second)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		files, _ := filepath.Glob(filepath.Join(remote, "997_*.x12"))
+		if len(files) == 1 {
+			b, _ := os.ReadFile(files[0])
+			if !bytes.Contains(b, []byte("ST*997*")) || !bytes.Contains(b, []byte("AK9*A*1*1*1")) {
+				t.Errorf("pushed ack is not an accepting 997:\n%s", b)
+			}
+			if leftovers, _ := filepath.Glob(filepath.Join(remote, ".*")); len(leftovers) != 0 {
+				t.Errorf("temp files left on the partner's server: %v", leftovers)
+			}
+			return
+		}
+	}
+	t.Fatalf("no 997 pushed to %s\n%s", remote, tail(e.log(), 20))
 }

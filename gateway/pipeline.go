@@ -16,6 +16,7 @@ import (
 	"github.com/edigw/edigw/edi/spec"
 	"github.com/edigw/edigw/gateway/archive"
 	"github.com/edigw/edigw/gateway/erp"
+	"github.com/edigw/edigw/gateway/transport"
 	"github.com/edigw/edigw/mapping"
 	"github.com/edigw/edigw/partners"
 	"github.com/edigw/edigw/spool"
@@ -385,15 +386,27 @@ func (g *Gateway) writeTA1Duplicate(ctx context.Context, p *partners.Partner, re
 // deliverAck puts a stored ack into the partner's outbox (our SFTP
 // listener) unless it is there already.
 func (g *Gateway) deliverAck(ctx context.Context, p *partners.Partner, ack spool.Ack) error {
-	if p.Outbound.Channel != partners.ChannelOutbox {
-		return nil // push delivery arrives with the transports (pollers issue)
-	}
 	r, err := g.blobs.Open(ctx, ack.Blob)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	err = g.outbox.Put(ctx, p.ID, ackFileName(p, ack), r)
+	name := ackFileName(p, ack)
+	if p.Outbound.Channel == partners.ChannelPush && p.Outbound.Push != nil {
+		// Pushed to the partner's server (temp name, then rename). A failure
+		// fails the stage, which the spool retries and, after the last
+		// attempt, marks dead; rewriting the same name is harmless.
+		t, err := transport.Dial(ctx, *p.Outbound.Push, transport.Options{BaseDir: p.Dir})
+		if err != nil {
+			return fmt.Errorf("push ack %s to %s: %w", name, p.Outbound.Push.URL, err)
+		}
+		defer t.Close()
+		if err := t.Write(ctx, name, r); err != nil {
+			return fmt.Errorf("push ack %s to %s: %w", name, p.Outbound.Push.URL, err)
+		}
+		return nil
+	}
+	err = g.outbox.Put(ctx, p.ID, name, r)
 	if errors.Is(err, fs.ErrExist) {
 		return nil // written by an earlier run of this stage
 	}
