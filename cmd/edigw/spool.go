@@ -115,6 +115,10 @@ func spoolCmd() *cobra.Command {
 				return &exitError{1, err}
 			}
 			stage := w.Stage()
+			if w.State == spool.StateDone || w.State == spool.StateDuplicate {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s is %s: nothing to retry\n", id, w.State)
+				return nil // it finished meanwhile (a worker's own retry came first)
+			}
 			if w.State == spool.StateHeld || w.State == spool.StateDead || !spool.CanReplayTo(stage) {
 				return &exitError{1, fmt.Errorf("%s is %s: use replay --to STATE", id, w.State)}
 			}
