@@ -529,13 +529,15 @@ func TestArchiveCatchesUp(t *testing.T) {
 		out, _ := exec.Command(edigwBin, args...).CombinedOutput()
 		for _, line := range strings.Split(string(out), "\n")[1:] {
 			if f := strings.Fields(line); len(f) > 0 {
+				// A worker may be retrying it at this very moment (then the
+				// item is leased and the CLI says so): that is fine too.
 				if o, err := exec.Command(edigwBin, "spool", "retry", f[0], "--config", e.config).CombinedOutput(); err != nil {
-					t.Fatalf("retry %s: %v %s", f[0], err, o)
+					t.Logf("retry %s: %v %s", f[0], err, o)
 				}
 			}
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if keys := e.archived("edi/retail/"); len(keys) >= 3 {
 			return
