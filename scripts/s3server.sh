@@ -17,6 +17,9 @@ VERSION="${VERSITYGW_VERSION:-v1.8.0}"
 WAIT="${S3SERVER_WAIT:-30}"
 
 die() { echo "s3server: $*" >&2; exit 1; }
+PIDFILE_NAME=versitygw.pid
+# shellcheck source=peer-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/peer-lib.sh"
 command -v go >/dev/null || die "Go is required to install versitygw"
 GOBIN_DIR="$(go env GOPATH)/bin"
 BIN="$GOBIN_DIR/versitygw"
@@ -35,9 +38,7 @@ install() {
 	echo "$BIN"
 }
 
-alive() { [[ -f "$1/versitygw.pid" ]] && kill -0 "$(cat "$1/versitygw.pid")" 2>/dev/null; }
 
-answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 start() {
 	[[ $# -eq 4 ]] || die "usage: $0 start DIR PORT ACCESS SECRET"
@@ -73,21 +74,6 @@ start() {
 	die "versitygw did not answer on 127.0.0.1:$port within ${WAIT}s"
 }
 
-stop() {
-	[[ $# -eq 1 ]] || die "usage: $0 stop DIR"
-	local dir=$1 pid i
-	[[ -f "$dir/versitygw.pid" ]] || return 0
-	pid=$(cat "$dir/versitygw.pid")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill "$pid" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-	fi
-	rm -f "$dir/versitygw.pid"
-}
 
 cmd=${1:-}
 shift || true

@@ -18,10 +18,11 @@ SSHD=/usr/sbin/sshd # sshd must be started by absolute path
 WAIT="${SSHD_PEER_WAIT:-20}"
 
 die() { echo "sshd-peer: $*" >&2; exit 1; }
+PIDFILE_NAME=sshd.pid
+# shellcheck source=peer-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/peer-lib.sh"
 
-alive() { [[ -f "$1/sshd.pid" ]] && kill -0 "$(cat "$1/sshd.pid")" 2>/dev/null; }
 
-answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 fingerprint() { ssh-keygen -lf "$1/host.pub" -E sha256; }
 
@@ -100,21 +101,6 @@ CONF
 	die "sshd did not answer on 127.0.0.1:$port within ${WAIT}s"
 }
 
-stop() {
-	[[ $# -eq 1 ]] || die "usage: $0 stop DIR"
-	local dir=$1 pid i
-	[[ -f "$dir/sshd.pid" ]] || return 0
-	pid=$(cat "$dir/sshd.pid")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill "$pid" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-	fi
-	rm -f "$dir/sshd.pid"
-}
 
 cmd=${1:-}
 shift || true

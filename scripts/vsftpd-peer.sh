@@ -23,6 +23,9 @@ WAIT="${VSFTPD_WAIT:-15}"
 BIN=/usr/sbin/vsftpd
 
 die() { echo "vsftpd-peer: $*" >&2; exit 1; }
+PIDFILE_NAME=vsftpd.pid
+# shellcheck source=peer-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/peer-lib.sh"
 
 install() {
 	[[ -x "$BIN" ]] && return
@@ -35,9 +38,7 @@ install() {
 	[[ -x "$BIN" ]] || die "vsftpd not found at $BIN after install"
 }
 
-alive() { [[ -f "$1/vsftpd.pid" ]] && kill -0 "$(cat "$1/vsftpd.pid")" 2>/dev/null; }
 
-answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 gencerts() {
 	local dir=$1
@@ -140,21 +141,6 @@ EOF
 	die "vsftpd did not answer on 127.0.0.1:$port within ${WAIT}s (an unknown config key makes it exit silently)"
 }
 
-stop() {
-	[[ $# -eq 1 ]] || die "usage: $0 stop DIR"
-	local dir=$1 pid i
-	[[ -f "$dir/vsftpd.pid" ]] || return 0
-	pid=$(cat "$dir/vsftpd.pid")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill "$pid" 2>/dev/null || true
-		for ((i = 0; i < 50; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-	fi
-	rm -f "$dir/vsftpd.pid"
-}
 
 cmd=${1:-}
 shift || true
