@@ -84,16 +84,15 @@ func looksX12(b []byte) bool {
 // setResult is what happened to one transaction set while its interchange
 // was being read (the interchange's duplicate check comes at its end).
 type setResult struct {
-	seq          int
-	id           string
-	group, set   string
-	state        spool.State
-	reason       string
-	mapped       []byte
-	businessKey  string
-	idempotency  string
-	warnings     []string
-	functionalID string
+	seq         int
+	id          string
+	group, set  string
+	state       spool.State
+	reason      string
+	mapped      []byte
+	businessKey string
+	idempotency string
+	warnings    []string
 }
 
 // parseX12 reads every interchange of the file, records it (a re-sent ISA13
@@ -145,7 +144,7 @@ func idempotencyKey(partner string, ic *edi.Interchange, grp *edi.Group, s *edi.
 
 // mapSet maps one accepted set, or says why it stops.
 func (g *Gateway) mapSet(log *slog.Logger, p *partners.Partner, f *spool.File, ic *edi.Interchange, grp *edi.Group, s *edi.Set, seq int) setResult {
-	res := setResult{seq: seq, id: s.ID, group: grp.Control, set: s.Control, functionalID: grp.FunctionalID,
+	res := setResult{seq: seq, id: s.ID, group: grp.Control, set: s.Control,
 		idempotency: idempotencyKey(p.ID, ic, grp, s)}
 	switch {
 	case ic.Rejected() || s.Status == "R" || grp.Status() == "R":
@@ -294,7 +293,6 @@ func (g *Gateway) acknowledge(ctx context.Context, p *partners.Partner, rec spoo
 		return nil
 	}
 	var buf bytes.Buffer
-	kind, status := "", ""
 	opt := edi.AckOptions{
 		Control:    func() (int64, error) { return g.store.NextControl(ctx, p.ID, "ack") },
 		Delimiters: &p.X12.Delimiters, Functional: string(p.Acks.Functional), TA1: string(p.Acks.TA1),
@@ -309,7 +307,7 @@ func (g *Gateway) acknowledge(ctx context.Context, p *partners.Partner, rec spoo
 	if _, err := edi.WriteAck(&buf, ic, opt); err != nil {
 		return err
 	}
-	kind, status = ackKind(plan, opt)
+	kind, status := ackKind(plan, opt)
 	if ic.Rejected() {
 		status = "R"
 	}
