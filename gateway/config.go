@@ -24,6 +24,10 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Partners is the folder of partner profiles.
 	Partners string `yaml:"partners"`
+	// PartnersReload is how often the folder is checked for changes (they
+	// are applied without a restart, as on SIGHUP); default 10s, -1s = only
+	// on SIGHUP.
+	PartnersReload time.Duration `yaml:"partners_reload"`
 	// OurISA is our identity in acknowledgements and 850s when a partner
 	// profile sets none.
 	OurISA struct {
@@ -76,6 +80,14 @@ type Config struct {
 			Dir     string `yaml:"dir"`    // default <data>/erp-sink
 		} `yaml:"sink"`
 	} `yaml:"erp"`
+
+	Schedules struct {
+		// Enabled runs the partners' polls on this node (default true).
+		Enabled *bool `yaml:"enabled"`
+		// Lease is how long a run holds its poll without renewing (a node
+		// that dies frees it after this); default 2m.
+		Lease time.Duration `yaml:"lease"`
+	} `yaml:"schedules"`
 
 	Workers struct {
 		Files     int           `yaml:"files"`     // parallel file workers, default 2
@@ -135,6 +147,16 @@ func (c *Config) defaults() {
 	}
 	if c.SFTP.BanFor <= 0 {
 		c.SFTP.BanFor = 15 * time.Minute
+	}
+	if c.PartnersReload == 0 {
+		c.PartnersReload = 10 * time.Second
+	}
+	if c.Schedules.Enabled == nil {
+		on := true
+		c.Schedules.Enabled = &on
+	}
+	if c.Schedules.Lease <= 0 {
+		c.Schedules.Lease = 2 * time.Minute
 	}
 	if c.Workers.Files <= 0 {
 		c.Workers.Files = 2

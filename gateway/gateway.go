@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/edigw/edigw/gateway/archive"
@@ -20,6 +22,7 @@ import (
 	"github.com/edigw/edigw/gateway/outbox"
 	"github.com/edigw/edigw/gateway/sftpd"
 	"github.com/edigw/edigw/partners"
+	"github.com/edigw/edigw/schedules"
 	"github.com/edigw/edigw/spool"
 )
 
@@ -37,30 +40,18 @@ type Gateway struct {
 	sftp    *sftpd.Server
 	sink    *http.Server
 	parts   atomic.Pointer[partners.Set]
+	sched   *schedules.Scheduler // nil when schedules are disabled on this node
 
 	wake chan struct{} // a new file arrived: workers look at once
 }
 
 // New opens the spool and builds every component; nothing listens yet.
 func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
-	host, _ := os.Hostname()
-	g := &Gateway{cfg: cfg, log: log, id: fmt.Sprintf("%s:%d", host, os.Getpid()), wake: make(chan struct{}, 1)}
-	set, err := partners.LoadDir(cfg.Partners)
+	g, err := OpenPolls(ctx, cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("partners %s: %w", cfg.Partners, err)
-	}
-	g.parts.Store(set)
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, err
 	}
-	if g.blobs, err = spool.NewLocal(cfg.Blobs.Dir); err != nil {
-		return nil, err
-	}
-	store, err := spool.OpenSQLite(ctx, cfg.Spool.Path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("spool %s: %w", cfg.Spool.Path, err)
-	}
-	g.store = store
+	set := g.partners()
 	if g.outbox, err = outbox.New(cfg.Outbox.Dir); err != nil {
 		return nil, err
 	}
@@ -76,6 +67,10 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
 		BanAfter: cfg.SFTP.BanAfter, BanFor: cfg.SFTP.BanFor, TempDir: filepath.Join(cfg.DataDir, "uploads"), Logger: log})
 	if err != nil {
 		return nil, err
+	}
+	if *cfg.Schedules.Enabled {
+		g.sched = schedules.NewScheduler(g.Runner())
+		g.sched.Set(Polls(set))
 	}
 	return g, nil
 }
@@ -125,26 +120,12 @@ func (g *Gateway) Store() spool.Store { return g.store }
 // written and fsync'd and its record committed; only then does the
 // client's close succeed.
 func (g *Gateway) Accept(ctx context.Context, u sftpd.Upload, r io.Reader) error {
-	p := g.partners().ByID(u.PartnerID)
-	if p == nil {
-		return fmt.Errorf("partner %s is not configured", u.PartnerID)
-	}
-	ref, err := g.blobs.Put(ctx, r)
-	if err != nil {
-		return fmt.Errorf("spool blob: %w", err)
-	}
-	f, err := g.store.AddFile(ctx, spool.NewFile{Partner: p.ID, Channel: "sftp", Name: u.Name, Blob: ref,
-		ReceivedAt: time.Now(), DedupeWindow: p.Acks.DuplicateWindow, Actor: "sftp:" + u.User})
-	if err != nil {
-		return fmt.Errorf("spool record: %w", err)
-	}
-	g.log.Info("file received", "message_id", f.ID, "partner", p.ID, "file", u.Name, "size", ref.Size, "state", f.State, "remote", u.RemoteAddr)
-	select {
-	case g.wake <- struct{}{}:
-	default:
-	}
-	return nil
+	_, err := g.spoolFile(ctx, spool.NewFile{Partner: u.PartnerID, Channel: "sftp", Name: u.Name, Actor: "sftp:" + u.User}, r)
+	return err
 }
+
+// Scheduler runs the partners' polls; nil when disabled on this node.
+func (g *Gateway) Scheduler() *schedules.Scheduler { return g.sched }
 
 // Run serves SFTP (and the ERP sink when enabled) and runs the workers until
 // ctx is cancelled; then it stops taking work, lets running stages finish
@@ -183,6 +164,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	work(g.cfg.Workers.Files, g.claimFiles)
 	work(g.cfg.Workers.Documents, g.claimDocuments)
+	if g.sched != nil {
+		g.sched.Start()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.watchPartners(ctx)
+	}()
 
 	var runErr error
 	select {
@@ -193,11 +182,44 @@ func (g *Gateway) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	g.sftp.Shutdown(sctx)
+	if g.sched != nil {
+		g.sched.Stop(sctx)
+	}
 	if g.sink != nil {
 		g.sink.Shutdown(sctx)
 	}
 	wg.Wait()
 	return errors.Join(runErr, g.store.Close())
+}
+
+// watchPartners reloads the partner profiles on SIGHUP and when the folder
+// changes.
+func (g *Gateway) watchPartners(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var tick <-chan time.Time
+	if g.cfg.PartnersReload > 0 {
+		t := time.NewTicker(g.cfg.PartnersReload)
+		defer t.Stop()
+		tick = t.C
+	}
+	last := partnersDigest(g.cfg.Partners)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			g.log.Info("SIGHUP: reloading partner profiles")
+		case <-tick:
+			if d := partnersDigest(g.cfg.Partners); d == last {
+				continue
+			}
+			g.log.Info("partner folder changed: reloading", "dir", g.cfg.Partners)
+		}
+		last = partnersDigest(g.cfg.Partners)
+		g.Reload()
+	}
 }
 
 func ignoreClosed(err error) error {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -1375,4 +1376,239 @@ func cmpOrTime(t, def time.Time) time.Time {
 		return def
 	}
 	return t
+}
+
+// ---- Polls ----
+
+// maxRunErrors bounds the error lines a run keeps (the first ones).
+const maxRunErrors = 20
+
+// maxForget bounds the names deleted by one statement.
+const maxForget = 500
+
+func nullMicros(t time.Time) sql.NullInt64 {
+	return sql.NullInt64{Int64: micros(t), Valid: !t.IsZero()}
+}
+
+const runCols = `id, partner, poll, owner, "trigger", status, started_at, ended_at, lease_until, seen, fetched, skipped, failed, errors`
+
+func scanRun(sc scanner) (PollRun, error) {
+	var r PollRun
+	var started, until int64
+	var ended sql.NullInt64
+	var errs string
+	if err := sc.Scan(&r.ID, &r.Partner, &r.Poll, &r.Owner, &r.Trigger, &r.Status, &started, &ended, &until,
+		&r.Seen, &r.Fetched, &r.Skipped, &r.Failed, &errs); err != nil {
+		return PollRun{}, err
+	}
+	if err := json.Unmarshal([]byte(errs), &r.Errors); err != nil {
+		return PollRun{}, fmt.Errorf("run %d: errors: %w", r.ID, err)
+	}
+	if len(r.Errors) == 0 {
+		r.Errors = nil
+	}
+	r.StartedAt, r.EndedAt, r.LeaseUntil = fromMicros(started), fromMicros(ended.Int64), fromMicros(until)
+	return r, nil
+}
+
+// BeginRun implements [Polls].
+func (s *SQLite) BeginRun(ctx context.Context, nr NewRun, lease time.Duration) (PollRun, error) {
+	if nr.Partner == "" || nr.Poll == "" || nr.Owner == "" || lease <= 0 {
+		return PollRun{}, fmt.Errorf("spool: begin run: %w: partner, poll, owner and a positive lease are required", ErrInvalid)
+	}
+	var r PollRun
+	err := s.write(ctx, func(tx *wtx, now time.Time) error {
+		var holder string
+		var held, until int64
+		err := tx.QueryRowContext(ctx, "SELECT run_id, owner, lease_until FROM poll_leases WHERE partner = ? AND poll = ?",
+			nr.Partner, nr.Poll).Scan(&held, &holder, &until)
+		switch {
+		case err == nil && until > micros(now):
+			return fmt.Errorf("%w: %s holds it (run %d) until %s", ErrPollBusy, holder, held, fromMicros(until).Format(time.RFC3339Nano))
+		case err == nil: // the holder died: its run is over
+			msg := "lease expired: owner " + holder + " stopped without finishing"
+			_, err = tx.ExecContext(ctx, `UPDATE poll_runs SET status = 'abandoned', ended_at = ?, errors = json_insert(errors, '$[#]', ?)
+				WHERE id = ? AND status = 'running'`, micros(now), msg, held)
+			if err != nil {
+				return err
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		r, err = scanRun(tx.QueryRowContext(ctx, `INSERT INTO poll_runs (partner, poll, owner, "trigger", status, started_at, lease_until)
+			VALUES (?, ?, ?, ?, 'running', ?, ?) RETURNING `+runCols,
+			nr.Partner, nr.Poll, nr.Owner, nr.Trigger, micros(now), micros(now.Add(lease))))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO poll_leases (partner, poll, run_id, owner, lease_until) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (partner, poll) DO UPDATE SET run_id = excluded.run_id, owner = excluded.owner, lease_until = excluded.lease_until`,
+			r.Partner, r.Poll, r.ID, r.Owner, micros(r.LeaseUntil))
+		return err
+	})
+	if err != nil {
+		return PollRun{}, fmt.Errorf("spool: begin run of %s/%s: %w", nr.Partner, nr.Poll, err)
+	}
+	return r, nil
+}
+
+// ExtendRun implements [Polls].
+func (s *SQLite) ExtendRun(ctx context.Context, runID int64, lease time.Duration) error {
+	var err error
+	if runID <= 0 || lease <= 0 {
+		err = fmt.Errorf("%w: a run id and a positive lease are required", ErrInvalid)
+	}
+	if err == nil {
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
+			// The lease row points at the run while it holds the lease, even
+			// expired, until another run takes it over or the run finishes.
+			until := micros(now.Add(lease))
+			res, err := tx.ExecContext(ctx, "UPDATE poll_leases SET lease_until = ? WHERE run_id = ?", until, runID)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				return cmp.Or(err, ErrLeaseLost)
+			}
+			_, err = tx.ExecContext(ctx, "UPDATE poll_runs SET lease_until = ? WHERE id = ?", until, runID)
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("spool: extend run %d: %w", runID, err)
+	}
+	return nil
+}
+
+// FinishRun implements [Polls].
+func (s *SQLite) FinishRun(ctx context.Context, r PollRun) error {
+	var err error
+	switch {
+	case r.Status != RunOK && r.Status != RunPartial && r.Status != RunFailed:
+		err = fmt.Errorf("%w: a run finishes ok, partial or failed, not %q", ErrInvalid, r.Status)
+	case r.ID <= 0 || r.Seen < 0 || r.Fetched < 0 || r.Skipped < 0 || r.Failed < 0:
+		err = fmt.Errorf("%w: a run id and counts >= 0 are required", ErrInvalid)
+	}
+	if err == nil {
+		errs, _ := json.Marshal(append([]string{}, r.Errors[:min(len(r.Errors), maxRunErrors)]...))
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
+			res, err := tx.ExecContext(ctx, `UPDATE poll_runs SET status = ?, ended_at = ?, seen = ?, fetched = ?, skipped = ?, failed = ?,
+				errors = ? WHERE id = ?`, r.Status, micros(now), r.Seen, r.Fetched, r.Skipped, r.Failed, string(errs), r.ID)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				return cmp.Or(err, ErrNotFound)
+			}
+			_, err = tx.ExecContext(ctx, "DELETE FROM poll_leases WHERE run_id = ?", r.ID)
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("spool: finish run %d: %w", r.ID, err)
+	}
+	return nil
+}
+
+// ListRuns implements [Polls].
+func (s *SQLite) ListRuns(ctx context.Context, f RunFilter) ([]PollRun, error) {
+	var w where
+	w.eq("partner", f.Partner)
+	w.eq("poll", f.Poll)
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	clause := ""
+	if len(w.conds) > 0 {
+		clause = " WHERE " + strings.Join(w.conds, " AND ")
+	}
+	runs, err := list(ctx, s.r, "SELECT "+runCols+" FROM poll_runs"+clause+" ORDER BY id DESC LIMIT ?", append(w.args, min(limit, 1000)), scanRun)
+	if err != nil {
+		return nil, fmt.Errorf("spool: list runs: %w", err)
+	}
+	return runs, nil
+}
+
+const remoteCols = "partner, poll, name, size, mod_time, since, file_id, fetched_at, done"
+
+func scanRemote(sc scanner) (RemoteFile, error) {
+	var f RemoteFile
+	var mod, since int64
+	var fileID sql.NullString
+	var fetched sql.NullInt64
+	if err := sc.Scan(&f.Partner, &f.Poll, &f.Name, &f.Size, &mod, &since, &fileID, &fetched, &f.Done); err != nil {
+		return RemoteFile{}, err
+	}
+	f.ModTime, f.Since, f.FetchedAt, f.FileID = fromMicros(mod), fromMicros(since), fromMicros(fetched.Int64), ID(fileID.String)
+	return f, nil
+}
+
+// RemoteFiles implements [Polls].
+func (s *SQLite) RemoteFiles(ctx context.Context, partner, poll string) (map[string]RemoteFile, error) {
+	if partner == "" || poll == "" {
+		return nil, fmt.Errorf("spool: remote files: %w: partner and poll are required", ErrInvalid)
+	}
+	files, err := list(ctx, s.r, "SELECT "+remoteCols+" FROM poll_files WHERE partner = ? AND poll = ?", []any{partner, poll}, scanRemote)
+	if err != nil {
+		return nil, fmt.Errorf("spool: remote files of %s/%s: %w", partner, poll, err)
+	}
+	m := make(map[string]RemoteFile, len(files))
+	for _, f := range files {
+		m[f.Name] = f
+	}
+	return m, nil
+}
+
+// PutRemoteFile implements [Polls].
+func (s *SQLite) PutRemoteFile(ctx context.Context, f RemoteFile) error {
+	var err error
+	switch {
+	case f.Partner == "" || f.Poll == "" || f.Name == "":
+		err = fmt.Errorf("%w: partner, poll and name are required", ErrInvalid)
+	case f.Size < 0:
+		err = fmt.Errorf("%w: size %d", ErrInvalid, f.Size)
+	case f.FileID != "" && f.FileID.Kind() != KindFile:
+		err = fmt.Errorf("%w: %q is not a file id", ErrInvalid, f.FileID)
+	}
+	if err == nil {
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO poll_files (`+remoteCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (partner, poll, name) DO UPDATE SET size = excluded.size, mod_time = excluded.mod_time, since = excluded.since,
+				file_id = excluded.file_id, fetched_at = excluded.fetched_at, done = excluded.done`,
+				f.Partner, f.Poll, f.Name, f.Size, micros(norm(f.ModTime)), micros(norm(f.Since)), nullString(string(f.FileID)),
+				nullMicros(norm(f.FetchedAt)), f.Done)
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("spool: put remote file %s/%s/%s: %w", f.Partner, f.Poll, f.Name, err)
+	}
+	return nil
+}
+
+// ForgetRemoteFiles implements [Polls].
+func (s *SQLite) ForgetRemoteFiles(ctx context.Context, partner, poll string, names []string) error {
+	var err error
+	if partner == "" || poll == "" {
+		err = fmt.Errorf("%w: partner and poll are required", ErrInvalid)
+	}
+	if err == nil && len(names) > 0 {
+		err = s.write(ctx, func(tx *wtx, now time.Time) error {
+			for chunk := range slices.Chunk(names, maxForget) {
+				var w where
+				w.eq("partner", partner)
+				w.eq("poll", poll)
+				w.in("name", chunk)
+				if _, err := tx.ExecContext(ctx, "DELETE FROM poll_files WHERE "+strings.Join(w.conds, " AND "), w.args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("spool: forget remote files of %s/%s: %w", partner, poll, err)
+	}
+	return nil
 }

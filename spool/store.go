@@ -15,6 +15,7 @@ type Store interface {
 	Queue
 	Reader
 	Counters
+	Polls
 	Close() error
 }
 

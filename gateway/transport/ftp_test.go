@@ -10,83 +10,17 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"math/big"
-	mrand "math/rand/v2"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/edigw/edigw/internal/testpeers"
 	"github.com/edigw/edigw/partners"
 )
-
-// peerUnavailable fails the test under CI (CI=true), where the real peer
-// must run, and skips it elsewhere.
-func peerUnavailable(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-// peerPorts returns a loopback port p such that p .. p+n-1 are free now.
-func peerPorts(t *testing.T, n int) int {
-	t.Helper()
-	for try := 0; try < 50; try++ {
-		base := 20000 + mrand.IntN(30000)
-		var ls []net.Listener
-		ok := true
-		for i := 0; i < n && ok; i++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			ls = append(ls, l)
-		}
-		for _, l := range ls {
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatalf("no %d free consecutive ports", n)
-	return 0
-}
-
-// startVsftpd starts scripts/vsftpd-peer.sh on a fresh directory (tls:
-// "" plain, "tls" explicit TLS, "implicit" implicit TLS) and
-// returns the directory and port; the server is stopped at cleanup.
-func startVsftpd(t *testing.T, tls string) (string, int) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		peerUnavailable(t, "vsftpd peer needs root")
-	}
-	dir := filepath.Join(t.TempDir(), "ftp")
-	port := peerPorts(t, 11) // control + 10 passive ports
-	args := []string{"start", dir, fmt.Sprint(port)}
-	if tls != "" {
-		args = append(args, tls)
-	}
-	script, _ := filepath.Abs("../../scripts/vsftpd-peer.sh")
-	out, err := exec.Command(script, args...).CombinedOutput()
-	if err != nil {
-		peerUnavailable(t, "cannot start vsftpd: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command(script, "stop", dir).CombinedOutput(); err != nil {
-			t.Errorf("stop vsftpd: %v\n%s", err, out)
-		}
-	})
-	return dir, port
-}
 
 func ftpRemote(scheme string, port int, path string) partners.Remote {
 	return partners.Remote{URL: partners.Endpoint{Scheme: scheme, Host: "127.0.0.1", Port: port, Path: path}}
@@ -239,7 +173,7 @@ func dirNames(t *testing.T, dir string) []string {
 }
 
 func TestFTPRoundTrip(t *testing.T) {
-	dir, port := startVsftpd(t, "")
+	dir, port := testpeers.StartVsftpd(t, "")
 	tr := dialT(t, ftpRemote("ftp", port, "/incoming"), Options{})
 	xferRoundTrip(t, tr, func(sub string) []string {
 		return dirNames(t, filepath.Join(dir, "root/incoming", sub))
@@ -247,7 +181,7 @@ func TestFTPRoundTrip(t *testing.T) {
 }
 
 func TestFTPESRoundTrip(t *testing.T) {
-	dir, port := startVsftpd(t, "tls")
+	dir, port := testpeers.StartVsftpd(t, "tls")
 	r := ftpRemote("ftpes", port, "/incoming")
 	r.CAFile = "ca.pem" // relative to BaseDir
 	tr := dialT(t, r, Options{BaseDir: dir, Timeout: 10 * time.Second})
@@ -257,7 +191,7 @@ func TestFTPESRoundTrip(t *testing.T) {
 }
 
 func TestFTPSImplicitRoundTrip(t *testing.T) {
-	dir, port := startVsftpd(t, "implicit")
+	dir, port := testpeers.StartVsftpd(t, "implicit")
 	r := ftpRemote("ftps", port, "/incoming")
 	r.CAFile = filepath.Join(dir, "ca.pem") // absolute
 	tr := dialT(t, r, Options{Timeout: 10 * time.Second})
@@ -275,7 +209,7 @@ func TestFTPSImplicitRoundTrip(t *testing.T) {
 }
 
 func TestFTPESRejectsUnknownCA(t *testing.T) {
-	dir, port := startVsftpd(t, "tls")
+	dir, port := testpeers.StartVsftpd(t, "tls")
 	other := filepath.Join(t.TempDir(), "other-ca.pem")
 	writeTestCA(t, other)
 	for name, ca := range map[string]string{"wrong CA": other, "no CA": ""} {
@@ -303,7 +237,7 @@ func TestFTPESRejectsUnknownCA(t *testing.T) {
 }
 
 func TestFTPErrors(t *testing.T) {
-	dir, port := startVsftpd(t, "")
+	dir, port := testpeers.StartVsftpd(t, "")
 	ctx := context.Background()
 
 	// A cancelled context aborts a download that is in progress.
@@ -342,7 +276,7 @@ func TestFTPErrors(t *testing.T) {
 	if err := tr2.Remove(ctx, "nope.edi"); err == nil {
 		t.Error("remove of a missing file succeeded")
 	}
-	dead := peerPorts(t, 1)
+	dead := testpeers.Ports(t, 1)
 	if tr, err := Dial(ctx, ftpRemote("ftp", dead, ""), Options{Timeout: 2 * time.Second}); err == nil {
 		tr.Close()
 		t.Error("dial to a closed port succeeded")

@@ -2,15 +2,14 @@ package transport
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/edigw/edigw/internal/testpeers"
 	"github.com/edigw/edigw/partners"
 )
 
@@ -18,29 +17,6 @@ const (
 	s3TestAccess = "edigwtestkey"
 	s3TestSecret = "edigwtestsecret123"
 )
-
-// startVersitygw starts scripts/s3server.sh (versitygw, posix backend) on
-// a fresh directory holding the bucket "partner", and returns the
-// directory and endpoint URL; the server is stopped at cleanup.
-func startVersitygw(t *testing.T) (string, string) {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "s3")
-	if err := os.MkdirAll(filepath.Join(dir, "partner"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	port := peerPorts(t, 1)
-	script, _ := filepath.Abs("../../scripts/s3server.sh")
-	out, err := exec.Command(script, "start", dir, fmt.Sprint(port), s3TestAccess, s3TestSecret).CombinedOutput()
-	if err != nil {
-		peerUnavailable(t, "cannot start versitygw: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command(script, "stop", dir).CombinedOutput(); err != nil {
-			t.Errorf("stop versitygw: %v\n%s", err, out)
-		}
-	})
-	return dir, fmt.Sprintf("http://127.0.0.1:%d", port)
-}
 
 func s3Remote(endpoint, prefix string) partners.Remote {
 	return partners.Remote{
@@ -74,7 +50,7 @@ func s3Keys(t *testing.T, dir string) []string {
 }
 
 func TestS3RoundTrip(t *testing.T) {
-	dir, endpoint := startVersitygw(t)
+	dir, endpoint := testpeers.StartVersitygw(t, s3TestAccess, s3TestSecret, "partner")
 	base := t.TempDir()
 	if err := os.WriteFile(filepath.Join(base, "secret"), []byte(s3TestSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -115,7 +91,7 @@ func TestS3RoundTrip(t *testing.T) {
 }
 
 func TestS3Errors(t *testing.T) {
-	_, endpoint := startVersitygw(t)
+	_, endpoint := testpeers.StartVersitygw(t, s3TestAccess, s3TestSecret, "partner")
 	base := t.TempDir()
 	ctx := context.Background()
 	t.Setenv("EDIGW_TEST_S3_ACCESS", s3TestAccess)

@@ -1,15 +1,12 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
 	"net"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,91 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edigw/edigw/internal/testpeers"
 	"github.com/edigw/edigw/partners"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
-
-// sshdPeer is a real OpenSSH sshd on loopback, started by
-// scripts/sshd-peer.sh.
-type sshdPeer struct {
-	dir     string // config, keys, log
-	port    int
-	hostKey ssh.PublicKey
-	fp      string // SHA256 fingerprint of the host key
-	user    string
-}
-
-// startSSHD starts a throwaway sshd for the test, stopped at cleanup. When
-// it cannot be started, the test fails with CI=true and skips elsewhere.
-func startSSHD(t *testing.T) *sshdPeer {
-	t.Helper()
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("sshd peer: "+format, args...)
-		}
-		t.Skipf("sshd peer unavailable (set CI=true to fail instead): "+format, args...)
-	}
-	script, err := filepath.Abs("../../scripts/sshd-peer.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := user.Current()
-	if err != nil {
-		unavailable("current user: %v", err)
-	}
-	dir := t.TempDir()
-	port := freePort(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // may apt-get install
-	defer cancel()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", script, "start", dir, strconv.Itoa(port))
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		unavailable("%s start: %v\n%s", script, err, stderr.String())
-	}
-	t.Cleanup(func() {
-		if err := exec.Command("bash", script, "stop", dir).Run(); err != nil {
-			t.Errorf("sshd-peer.sh stop: %v", err)
-		}
-	})
-	pub, err := os.ReadFile(filepath.Join(dir, "host.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hk, _, _, _, err := ssh.ParseAuthorizedKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &sshdPeer{dir: dir, port: port, hostKey: hk, fp: ssh.FingerprintSHA256(hk), user: u.Username}
-	if f := strings.Fields(string(out)); len(f) < 2 || f[1] != p.fp {
-		t.Fatalf("sshd-peer.sh printed %q, want the fingerprint %s", out, p.fp)
-	}
-	return p
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// remote is a Remote for folder on the peer, logging in with the peer's
-// client key and pinning its host key fingerprint.
-func (p *sshdPeer) remote(folder string) partners.Remote {
-	return partners.Remote{
-		URL:        partners.Endpoint{Scheme: partners.SchemeSFTP, Host: "127.0.0.1", Port: p.port, Path: folder},
-		Username:   p.user,
-		PrivateKey: partners.SecretRef{File: filepath.Join(p.dir, "client"), Field: "test: private_key_file"},
-		HostKey:    p.fp,
-	}
-}
 
 func dialSFTP(t *testing.T, r partners.Remote, o Options) Transport {
 	t.Helper()
@@ -126,12 +43,12 @@ func randomFingerprint(t *testing.T) string {
 }
 
 func TestSFTP(t *testing.T) {
-	p := startSSHD(t)
+	p := testpeers.StartSSHD(t)
 	ctx := context.Background()
 
 	t.Run("RoundTrip", func(t *testing.T) {
 		local := t.TempDir()
-		tr := dialSFTP(t, p.remote(local), Options{Timeout: 10 * time.Second})
+		tr := dialSFTP(t, p.Remote(local), Options{Timeout: 10 * time.Second})
 		checkTransportContract(t, tr, local)
 		if t.Failed() {
 			return
@@ -148,31 +65,31 @@ func TestSFTP(t *testing.T) {
 	t.Run("FullHostKey", func(t *testing.T) {
 		local := t.TempDir()
 		os.WriteFile(filepath.Join(local, "x.edi"), []byte("x"), 0o644)
-		r := p.remote(local)
-		r.HostKey = string(ssh.MarshalAuthorizedKey(p.hostKey))
+		r := p.Remote(local)
+		r.HostKey = string(ssh.MarshalAuthorizedKey(p.HostKey))
 		if names := listNames(t, dialSFTP(t, r, Options{})); len(names) != 1 || names[0] != "x.edi" {
 			t.Fatalf("List = %v", names)
 		}
 	})
 
 	t.Run("WrongHostKey", func(t *testing.T) {
-		r := p.remote(t.TempDir())
+		r := p.Remote(t.TempDir())
 		r.HostKey = randomFingerprint(t)
 		_, err := Dial(ctx, r, Options{})
 		if err == nil {
 			t.Fatal("Dial with a wrong pinned host key succeeded")
 		}
-		if !strings.Contains(err.Error(), r.HostKey) || !strings.Contains(err.Error(), p.fp) {
-			t.Fatalf("error %q does not name the expected %s and the presented %s", err, r.HostKey, p.fp)
+		if !strings.Contains(err.Error(), r.HostKey) || !strings.Contains(err.Error(), p.FP) {
+			t.Fatalf("error %q does not name the expected %s and the presented %s", err, r.HostKey, p.FP)
 		}
 	})
 
 	t.Run("KnownHosts", func(t *testing.T) {
 		base := t.TempDir()
 		local := t.TempDir()
-		addr := knownhosts.Normalize(net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)))
-		os.WriteFile(filepath.Join(base, "known_hosts"), []byte(knownhosts.Line([]string{addr}, p.hostKey)+"\n"), 0o644)
-		r := p.remote(local)
+		addr := knownhosts.Normalize(net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)))
+		os.WriteFile(filepath.Join(base, "known_hosts"), []byte(knownhosts.Line([]string{addr}, p.HostKey)+"\n"), 0o644)
+		r := p.Remote(local)
 		r.HostKey = ""
 		r.KnownHostsFile = "known_hosts" // relative to BaseDir
 		tr := dialSFTP(t, r, Options{BaseDir: base})
@@ -185,20 +102,20 @@ func TestSFTP(t *testing.T) {
 		ok, _ := ssh.NewPublicKey(other)
 		os.WriteFile(filepath.Join(base, "known_hosts"), []byte(knownhosts.Line([]string{addr}, ok)+"\n"), 0o644)
 		_, err := Dial(ctx, r, Options{BaseDir: base})
-		if err == nil || !strings.Contains(err.Error(), ssh.FingerprintSHA256(ok)) || !strings.Contains(err.Error(), p.fp) {
+		if err == nil || !strings.Contains(err.Error(), ssh.FingerprintSHA256(ok)) || !strings.Contains(err.Error(), p.FP) {
 			t.Fatalf("known_hosts mismatch: %v; want both fingerprints", err)
 		}
 
 		// The host is not listed at all.
-		os.WriteFile(filepath.Join(base, "known_hosts"), []byte(knownhosts.Line([]string{"[example.com]:2222"}, p.hostKey)+"\n"), 0o644)
+		os.WriteFile(filepath.Join(base, "known_hosts"), []byte(knownhosts.Line([]string{"[example.com]:2222"}, p.HostKey)+"\n"), 0o644)
 		_, err = Dial(ctx, r, Options{BaseDir: base})
-		if err == nil || !strings.Contains(err.Error(), "not in known_hosts") || !strings.Contains(err.Error(), p.fp) {
+		if err == nil || !strings.Contains(err.Error(), "not in known_hosts") || !strings.Contains(err.Error(), p.FP) {
 			t.Fatalf("unknown host: %v", err)
 		}
 	})
 
 	t.Run("NoHostKeyConfigured", func(t *testing.T) {
-		r := p.remote(t.TempDir())
+		r := p.Remote(t.TempDir())
 		r.HostKey = ""
 		if _, err := Dial(ctx, r, Options{}); err == nil || !strings.Contains(err.Error(), "no host key") {
 			t.Fatalf("Dial without a host key = %v", err)
@@ -213,7 +130,7 @@ func TestSFTP(t *testing.T) {
 		}
 		pemText := string(pem.EncodeToMemory(block))
 		t.Setenv("EDIGW_TEST_SFTP_KEY", pemText)
-		r := p.remote(t.TempDir())
+		r := p.Remote(t.TempDir())
 		r.PrivateKey = partners.SecretRef{Env: "EDIGW_TEST_SFTP_KEY", Field: "test: private_key_env"}
 		_, err = Dial(ctx, r, Options{})
 		if err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
@@ -233,7 +150,7 @@ func TestSFTP(t *testing.T) {
 	})
 
 	t.Run("MissingSecret", func(t *testing.T) {
-		r := p.remote(t.TempDir())
+		r := p.Remote(t.TempDir())
 		r.PrivateKey = partners.SecretRef{File: "keys/none", Field: "partner x: private_key_file"}
 		if _, err := Dial(ctx, r, Options{BaseDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "partner x: private_key_file") {
 			t.Fatalf("Dial with a missing key file = %v", err)
@@ -241,7 +158,7 @@ func TestSFTP(t *testing.T) {
 	})
 
 	t.Run("MissingFolder", func(t *testing.T) {
-		tr := dialSFTP(t, p.remote(filepath.Join(t.TempDir(), "nope")), Options{})
+		tr := dialSFTP(t, p.Remote(filepath.Join(t.TempDir(), "nope")), Options{})
 		if _, err := tr.List(ctx); err == nil {
 			t.Fatal("List of a missing folder succeeded")
 		}
@@ -252,7 +169,7 @@ func TestSFTP(t *testing.T) {
 // silent one (accepts TCP, never speaks SSH) when the timeout expires.
 func TestSFTPUnreachable(t *testing.T) {
 	r := partners.Remote{
-		URL:      partners.Endpoint{Scheme: partners.SchemeSFTP, Host: "127.0.0.1", Port: freePort(t)},
+		URL:      partners.Endpoint{Scheme: partners.SchemeSFTP, Host: "127.0.0.1", Port: testpeers.FreePort(t)},
 		Username: "nobody",
 		Password: partners.SecretRef{Env: "EDIGW_TEST_SFTP_PW"},
 		HostKey:  randomFingerprint(t),
@@ -299,57 +216,25 @@ func TestSFTPUnreachable(t *testing.T) {
 	}
 }
 
-// descendants returns the pids of pid's descendant processes (Linux /proc).
-func descendants(pid int) []int {
-	children := map[int][]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // state ppid ...
-		if len(f) > 1 {
-			pp, _ := strconv.Atoi(f[1])
-			children[pp] = append(children[pp], p)
-		}
-	}
-	var out []int
-	var walk func(int)
-	walk = func(p int) {
-		for _, c := range children[p] {
-			out = append(out, c)
-			walk(c)
-		}
-	}
-	walk(pid)
-	return out
-}
-
 // A server that stops answering mid-session: the operation fails once the
 // timeout passes without progress, and the transport says why.
 func TestSFTPOperationTimeout(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		t.Skip("needs /proc")
 	}
-	p := startSSHD(t)
+	p := testpeers.StartSSHD(t)
 	local := t.TempDir()
 	const timeout = time.Second
-	tr := dialSFTP(t, p.remote(local), Options{Timeout: timeout})
+	tr := dialSFTP(t, p.Remote(local), Options{Timeout: timeout})
 	if _, err := tr.List(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(p.dir, "sshd.pid"))
+	b, err := os.ReadFile(filepath.Join(p.Dir, "sshd.pid"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	sessions := descendants(pid) // the processes serving our connection
+	sessions := testpeers.Descendants(pid) // the processes serving our connection
 	if len(sessions) == 0 {
 		t.Fatal("no sshd session process found")
 	}

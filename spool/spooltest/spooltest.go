@@ -1,8 +1,9 @@
 // Package spooltest is the contract every spool backend must pass: the state
 // machine and its event log, optimistic conflicts, leases and concurrent
 // claims, duplicate detection, control-number counters, durability across
-// reopen, and listing. A backend's test calls Run (records) and RunBlobs
-// (blob stores) with a function that opens one.
+// reopen, listing, and the state of scheduled polls (run leases, run history,
+// remote-file memory). A backend's test calls Run (records) and RunBlobs (blob
+// stores) with a function that opens one.
 package spooltest
 
 import (
@@ -56,6 +57,11 @@ func Run(t *testing.T, open func(t *testing.T) spool.Store) {
 		{"Durability", testDurability},
 		{"ListFiles", testListFiles},
 		{"ListDocuments", testListDocuments},
+		{"PollRuns", testPollRuns},
+		{"PollLeaseConcurrent", testPollLeaseConcurrent},
+		{"PollLeaseExpiry", testPollLeaseExpiry},
+		{"PollRemoteFiles", testPollRemoteFiles},
+		{"PollDurability", testPollDurability},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })

@@ -1,0 +1,175 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/edigw/edigw/gateway/transport"
+	"github.com/edigw/edigw/partners"
+	"github.com/edigw/edigw/schedules"
+	"github.com/edigw/edigw/spool"
+)
+
+// Polls turns the partners' poll channels into schedules.Polls: the
+// transport for the URL and the settings of the profile. Disabled partners
+// are not polled.
+func Polls(set *partners.Set) []schedules.Poll {
+	var out []schedules.Poll
+	for _, p := range set.Partners() {
+		if p.Status == partners.StatusDisabled {
+			continue
+		}
+		for _, pc := range p.Inbound.Polls {
+			remote, dir := pc.Remote, p.Dir
+			sp := schedules.Poll{Partner: p.ID, Name: pc.Name, Where: pc.URL.String(), Schedule: pc.Cron,
+				Jitter: pc.Jitter, Pattern: pc.Pattern, StableFor: pc.StableFor, TriggerSuffix: pc.TriggerSuffix,
+				After: schedules.Action(pc.AfterFetch.Action), MoveDir: pc.AfterFetch.Dir, MaxFiles: pc.MaxFiles,
+				Concurrency: fetchConcurrency(pc.URL.Scheme),
+				Dial: func(ctx context.Context) (schedules.Remote, error) {
+					t, err := transport.Dial(ctx, remote, transport.Options{BaseDir: dir})
+					if err != nil {
+						return nil, err
+					}
+					return pollRemote{t}, nil
+				}}
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// fetchConcurrency is how many files a poll fetches at once: SFTP and S3
+// multiplex requests over one connection, an FTP control connection carries
+// one transfer at a time.
+func fetchConcurrency(scheme string) int {
+	switch scheme {
+	case partners.SchemeSFTP, partners.SchemeS3:
+		return 16
+	case partners.SchemeFile:
+		return 4
+	}
+	return 1
+}
+
+// pollRemote adapts a transport to what a poll needs.
+type pollRemote struct{ transport.Transport }
+
+func (r pollRemote) List(ctx context.Context) ([]schedules.File, error) {
+	fs, err := r.Transport.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]schedules.File, len(fs))
+	for i, f := range fs {
+		out[i] = schedules.File{Name: f.Name, Size: f.Size, ModTime: f.ModTime}
+	}
+	return out, nil
+}
+
+// Runner is the poll runner of this node: fetched files go into the spool
+// like uploads do.
+func (g *Gateway) Runner() *schedules.Runner {
+	return &schedules.Runner{Store: g.store, Sink: g.acceptPolled, Owner: g.id, Log: g.log, Lease: g.cfg.Schedules.Lease}
+}
+
+// acceptPolled is the schedules.Sink: the file is durable (blob fsync'd,
+// record committed) before the poll deletes or moves the remote copy.
+func (g *Gateway) acceptPolled(ctx context.Context, f schedules.Fetched, r io.Reader) (spool.ID, error) {
+	meta, _ := json.Marshal(map[string]any{"poll": f.Poll, "remote_size": f.Size, "remote_mtime": f.ModTime.UTC()})
+	return g.spoolFile(ctx, spool.NewFile{Partner: f.Partner, Channel: "poll", Name: f.Name,
+		RemotePath: f.Where + "/" + f.Name, Meta: meta, Actor: "poll:" + f.Poll}, r)
+}
+
+// spoolFile stores r as a received file of nf.Partner and wakes the workers.
+func (g *Gateway) spoolFile(ctx context.Context, nf spool.NewFile, r io.Reader) (spool.ID, error) {
+	p := g.partners().ByID(nf.Partner)
+	if p == nil {
+		return "", fmt.Errorf("partner %s is not configured", nf.Partner)
+	}
+	ref, err := g.blobs.Put(ctx, r)
+	if err != nil {
+		return "", fmt.Errorf("spool blob: %w", err)
+	}
+	nf.Blob, nf.ReceivedAt, nf.DedupeWindow = ref, time.Now(), p.Acks.DuplicateWindow
+	f, err := g.store.AddFile(ctx, nf)
+	if err != nil {
+		return "", fmt.Errorf("spool record: %w", err)
+	}
+	g.log.Info("file received", "message_id", f.ID, "partner", p.ID, "channel", nf.Channel, "file", nf.Name,
+		"size", ref.Size, "state", f.State)
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+	return f.ID, nil
+}
+
+// Reload reads the partner profiles again and applies them: the SFTP
+// listener sees the new users at their next login, the schedules are
+// updated. A folder that does not load is reported and the running profiles
+// are kept.
+func (g *Gateway) Reload() error {
+	set, err := partners.LoadDir(g.cfg.Partners)
+	if err != nil {
+		g.log.Error("partner profiles not reloaded; the running ones stay", "dir", g.cfg.Partners, "err", err)
+		return err
+	}
+	g.parts.Store(set)
+	if g.sched != nil {
+		g.sched.Set(Polls(set))
+	}
+	g.log.Info("partner profiles reloaded", "partners", set.Len())
+	return nil
+}
+
+// partnersDigest fingerprints the partner folder (names, sizes and
+// modification times), to notice changes without a notification API.
+func partnersDigest(dir string) string {
+	h := sha256.New()
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			fmt.Fprintf(h, "%s err\n", p)
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			fmt.Fprintf(h, "%s %d %d\n", p, info.Size(), info.ModTime().UnixNano())
+		}
+		return nil
+	})
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// OpenPolls opens what a one-off poll run needs, without listeners or
+// workers (the CLI's `schedules run-now`): the partner profiles, the spool
+// and its blobs. A running gateway's workers pick up what it spools. Close
+// the store when done.
+func OpenPolls(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
+	host, _ := os.Hostname()
+	g := &Gateway{cfg: cfg, log: log, id: fmt.Sprintf("%s:%d", host, os.Getpid()), wake: make(chan struct{}, 1)}
+	set, err := partners.LoadDir(cfg.Partners)
+	if err != nil {
+		return nil, fmt.Errorf("partners %s: %w", cfg.Partners, err)
+	}
+	g.parts.Store(set)
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, err
+	}
+	if g.blobs, err = spool.NewLocal(cfg.Blobs.Dir); err != nil {
+		return nil, err
+	}
+	if g.store, err = spool.OpenSQLite(ctx, cfg.Spool.Path, nil); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", cfg.Spool.Path, err)
+	}
+	return g, nil
+}
+
+// Partners returns the loaded partner profiles.
+func (g *Gateway) Partners() *partners.Set { return g.partners() }
