@@ -579,7 +579,8 @@ func validGlob(pattern string) bool {
 
 // ParseEndpoint parses a poll or push URL: sftp://host[:port]/dir,
 // ftp://, ftps:// (implicit TLS), ftpes:// (explicit TLS), s3://bucket/prefix
-// or file:///dir. Credentials and query strings are not allowed in it.
+// or file:///dir. A user name may be in it (sftp://user@host/dir, as
+// partners write them); a password, query strings and fragments may not.
 func ParseEndpoint(raw string) (Endpoint, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -587,7 +588,10 @@ func ParseEndpoint(raw string) (Endpoint, error) {
 	}
 	e := Endpoint{Scheme: strings.ToLower(u.Scheme)}
 	if u.User != nil {
-		return e, errors.New("credentials do not belong in the URL: use username and password_env/password_file")
+		if _, ok := u.User.Password(); ok {
+			return e, errors.New("a password does not belong in the URL: use password_env or password_file")
+		}
+		e.User = u.User.Username()
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 		return e, errors.New("query strings and fragments are not supported")
@@ -608,6 +612,21 @@ func ParseEndpoint(raw string) (Endpoint, error) {
 			e.Port = n
 		}
 		e.Path = u.Path
+	case SchemeS3, SchemeFile:
+		if e.User != "" {
+			return e, fmt.Errorf("%s URLs take no user name", e.Scheme)
+		}
+		return parseBucketOrDir(e, u)
+	case "":
+		return e, errors.New("not a URL: the scheme is missing (sftp://, ftp://, ftps://, ftpes://, s3://, file://)")
+	default:
+		return e, fmt.Errorf("scheme %q is not one of sftp, ftp, ftps, ftpes, s3, file", u.Scheme)
+	}
+	return e, nil
+}
+
+func parseBucketOrDir(e Endpoint, u *url.URL) (Endpoint, error) {
+	switch e.Scheme {
 	case SchemeS3:
 		e.Bucket = u.Host
 		if !bucketRe.MatchString(e.Bucket) {
@@ -625,10 +644,6 @@ func ParseEndpoint(raw string) (Endpoint, error) {
 			return e, errors.New("file URL needs an absolute path: file:///dir")
 		}
 		e.Path = path.Clean(u.Path)
-	case "":
-		return e, errors.New("not a URL: the scheme is missing (sftp://, ftp://, ftps://, ftpes://, s3://, file://)")
-	default:
-		return e, fmt.Errorf("scheme %q is not one of sftp, ftp, ftps, ftpes, s3, file", u.Scheme)
 	}
 	return e, nil
 }
@@ -652,6 +667,12 @@ func (b *builder) remote(path string, d *remoteDoc) Remote {
 		return r
 	}
 	r.URL = e
+	if e.User != "" { // sftp://user@host/...: the same as username:
+		if d.Username != "" && d.Username != e.User {
+			b.errf(path+".username", "%q differs from the user %q in the URL", d.Username, e.User)
+		}
+		d.Username, r.Username = e.User, e.User
+	}
 	allowed := map[string][]string{
 		SchemeSFTP:  {"username", "password", "private_key", "host_key", "known_hosts_file"},
 		SchemeFTP:   {"username", "password"},

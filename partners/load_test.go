@@ -479,6 +479,7 @@ func TestParseEndpoint(t *testing.T) {
 		{"s3://edi-bucket/acme/in", Endpoint{Scheme: "s3", Bucket: "edi-bucket", Prefix: "acme/in/"}, "s3://edi-bucket/acme/in/"},
 		{"s3://edi-bucket", Endpoint{Scheme: "s3", Bucket: "edi-bucket"}, "s3://edi-bucket/"},
 		{"file:///srv/edi/../drop/", Endpoint{Scheme: "file", Path: "/srv/drop"}, "file:///srv/drop"},
+		{"sftp://edigw@h:2222/out", Endpoint{Scheme: "sftp", User: "edigw", Host: "h", Port: 2222, Path: "/out"}, "sftp://edigw@h:2222/out"},
 	}
 	for _, c := range ok {
 		e, err := ParseEndpoint(c.raw)
@@ -487,7 +488,8 @@ func TestParseEndpoint(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"sftp://u:p@h/x":   "credentials do not belong in the URL",
+		"sftp://u:p@h/x":   "a password does not belong in the URL",
+		"s3://u@bucket/x":  "s3 URLs take no user name",
 		"sftp:///x":        "sftp URL needs a host",
 		"ftp://h:99999/":   `port "99999" is not 1-65535`,
 		"s3://Bad_Bucket/": "s3 URL needs a bucket name",

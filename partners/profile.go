@@ -180,6 +180,7 @@ const (
 // Endpoint is a parsed poll or push URL.
 type Endpoint struct {
 	Scheme string // sftp, ftp, ftps, ftpes, s3 or file
+	User   string // the user name written in the URL (sftp, ftp*), if any
 	Host   string // server name or address (sftp, ftp*); "" for s3 and file
 	Port   int    // explicit or the scheme's default; 0 for s3 and file
 	// Path is the remote directory (sftp, ftp*; "" means the login
@@ -201,6 +202,9 @@ func (e Endpoint) String() string {
 	host := e.Host
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]"
+	}
+	if e.User != "" {
+		host = e.User + "@" + host
 	}
 	return e.Scheme + "://" + host + ":" + strconv.Itoa(e.Port) + e.Path
 }
