@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/edigw/edigw/gateway/erpsink"
+	"github.com/edigw/edigw/internal/testpeers"
 )
 
 // These tests run the real thing: the edigw binary (`edigw serve`), the
@@ -169,6 +171,7 @@ erp:
   endpoints:
 %s
 workers: {files: 2, documents: 4, poll: 50ms, lease: 20s}
+schedules: {lease: 3s}
 `, filepath.Join(e.dir, "data"), parts, e.sftpPort, s3endpoint, eps.String())
 	os.WriteFile(e.config, []byte(cfg), 0o644)
 	e.start()
@@ -576,4 +579,68 @@ func TestAckPushedToPartnerServer(t *testing.T) {
 		}
 	}
 	t.Fatalf("no 997 pushed to %s\n%s", remote, tail(e.log(), 20))
+}
+
+// The gateway is SIGKILLed after a polled file is spooled and before the
+// remote copy is deleted: after the restart the file is processed once and
+// the remote copy is deleted.
+func TestPollKilledBetweenSpoolAndDelete(t *testing.T) {
+	peer := testpeers.StartSSHD(t)
+	folder := filepath.Join(peer.Dir, "out")
+	os.MkdirAll(folder, 0o755)
+	po, _ := os.ReadFile("../mapping/testdata/po-in.edi")
+	po = bytes.ReplaceAll(po, []byte("000000101"), []byte("000000777"))
+	os.WriteFile(filepath.Join(folder, "po.edi"), po, 0o644)
+	e := newEnvWith(t, func(parts string) {
+		p := filepath.Join(parts, "retail", "partner.yaml")
+		b, _ := os.ReadFile(p)
+		b = bytes.Replace(b, []byte("outbound: {channel: outbox}"), fmt.Appendf(nil, `  polls:
+    - name: supplier-sftp
+      url: sftp://%s@127.0.0.1:%d%s
+      private_key_file: %s
+      host_key: %q
+      schedule: "0 0 1 1 *"
+      stable_for: 0s
+      after_fetch: delete
+outbound: {channel: outbox}`, peer.User, peer.Port, folder, filepath.Join(peer.Dir, "client"), peer.FP), 1)
+		os.WriteFile(p, b, 0o644)
+	})
+	runNow := func(fault string) (*exec.Cmd, string, error) {
+		cmd := exec.Command(edigwBin, "schedules", "run-now", "retail/supplier-sftp", "--config", e.config)
+		cmd.Env = append(os.Environ(), "EDIGW_TEST_FAULT="+fault)
+		out, err := cmd.CombinedOutput()
+		return cmd, string(out), err
+	}
+	cmd, out, err := runNow("kill-after-poll-spool")
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); err == nil || !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("run-now with the fault was not SIGKILLed: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(folder, "po.edi")); err != nil {
+		t.Fatalf("the remote file is gone although the process died before deleting it: %v", err)
+	}
+	e.waitDocs(1, 20*time.Second) // the running gateway processes what was spooled
+
+	// The dead run's lease (3s) expires; the next run completes the job.
+	time.Sleep(3500 * time.Millisecond)
+	if _, out, err := runNow(""); err != nil {
+		t.Fatalf("run-now after the crash: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(folder, "po.edi")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the remote file was not deleted by the run after the crash: %v", err)
+	}
+	time.Sleep(2 * time.Second) // time for a second delivery, if there were one
+	if n, docs := totalPosts(e.sink), len(e.sink.Documents()); n != 1 || docs != 1 {
+		t.Errorf("the ERP received %d POSTs of %d documents, want 1 of 1", n, docs)
+	}
+	out2, err := exec.Command(edigwBin, "spool", "ls", "--partner", "retail", "--config", e.config).CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live := strings.Count(string(out2), "po.edi") - strings.Count(string(out2), "duplicate"); live != 1 {
+		t.Errorf("want po.edi spooled once (a refetch may be recorded as duplicate):\n%s", out2)
+	}
+	runs, _ := exec.Command(edigwBin, "schedules", "runs", "--config", e.config).CombinedOutput()
+	if !strings.Contains(string(runs), "abandoned") {
+		t.Errorf("the killed run is not shown as abandoned:\n%s", runs)
+	}
 }

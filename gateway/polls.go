@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/edigw/edigw/gateway/transport"
@@ -84,9 +85,19 @@ func (g *Gateway) Runner() *schedules.Runner {
 // record committed) before the poll deletes or moves the remote copy.
 func (g *Gateway) acceptPolled(ctx context.Context, f schedules.Fetched, r io.Reader) (spool.ID, error) {
 	meta, _ := json.Marshal(map[string]any{"poll": f.Poll, "remote_size": f.Size, "remote_mtime": f.ModTime.UTC()})
-	return g.spoolFile(ctx, spool.NewFile{Partner: f.Partner, Channel: "poll", Name: f.Name,
+	id, err := g.spoolFile(ctx, spool.NewFile{Partner: f.Partner, Channel: "poll", Name: f.Name,
 		RemotePath: f.Where + "/" + f.Name, Meta: meta, Actor: "poll:" + f.Poll}, r)
+	if err == nil && killAfterPollSpool {
+		// Fault injection for the crash test: die in the worst window, the
+		// file spooled and the remote copy still there.
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
+	return id, err
 }
+
+// killAfterPollSpool is set by the fault-injection test only
+// (EDIGW_TEST_FAULT=kill-after-poll-spool).
+var killAfterPollSpool = os.Getenv("EDIGW_TEST_FAULT") == "kill-after-poll-spool"
 
 // spoolFile stores r as a received file of nf.Partner and wakes the workers.
 func (g *Gateway) spoolFile(ctx context.Context, nf spool.NewFile, r io.Reader) (spool.ID, error) {
