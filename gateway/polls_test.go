@@ -44,7 +44,17 @@ func poFile(t *testing.T, n int) []byte {
 // with the retail test partner polling as pollsYAML says.
 func pollGateway(t *testing.T, pollsYAML string) *Gateway {
 	t.Helper()
+	return pollGatewayWith(t, pollsYAML, "")
+}
+
+// pollGatewayWith also sets the partner's outbound push destination (the
+// remote settings as YAML lines, "" for a local directory).
+func pollGatewayWith(t *testing.T, pollsYAML, pushYAML string) *Gateway {
+	t.Helper()
 	dir := t.TempDir()
+	if pushYAML == "" {
+		pushYAML = "  url: \"file://" + filepath.Join(dir, "acks") + "\"\n"
+	}
 	parts := filepath.Join(dir, "partners")
 	maps := filepath.Join(parts, "retail", "maps")
 	os.MkdirAll(maps, 0o755)
@@ -62,7 +72,9 @@ status: active
 x12: {isa: {qualifier: ZZ, id: SUPPLIERX}, gs_id: SUPPLIERX, version: "004010", usage: P}
 inbound:
   polls:
-`+pollsYAML+`outbound: {channel: push, url: "file://`+filepath.Join(dir, "acks")+`"}
+`+pollsYAML+`outbound:
+  channel: push
+`+pushYAML+`
 documents:
   - {x12: "850", map: maps/850.yaml, erp: purchase-orders}
 `), 0o644)
@@ -527,4 +539,59 @@ func TestPollUnreachableDoesNotDelayOthers(t *testing.T) {
 	if n := len(g.spooled(t)); n != 3 {
 		t.Errorf("%d files spooled, want 3", n)
 	}
+}
+
+// Acks for a partner whose outbound channel is its own server land there,
+// whole, under the naming rule, with no temp file left behind.
+func TestAckPushedToServers(t *testing.T) {
+	dirPoll := "    - {name: dir, url: \"file://" + t.TempDir() + "\", schedule: \"@every 1h\", after_fetch: delete}\n"
+	check := func(t *testing.T, pushYAML, folder string) {
+		g := pollGatewayWith(t, dirPoll, pushYAML)
+		ack := []byte("ISA*00*          *00*          *ZZ*EDIGW          *ZZ*SUPPLIERX      *261127*1200*U*00401*000000042*0*P*>~TA1*000000101*240315*1200*A*000~IEA*0*000000042~")
+		ref, err := g.blobs.Put(t.Context(), bytes.NewReader(ack))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := g.partners().ByID("retail")
+		if err := g.deliverAck(t.Context(), p, spool.Ack{Kind: "TA1", Status: "A", Control: "000000042", Blob: ref, At: time.Now()}); err != nil {
+			t.Fatalf("push: %v", err)
+		}
+		if got := names(folder); !slices.Equal(got, []string{"TA1_000000042.x12"}) {
+			t.Fatalf("the partner's folder holds %v, want only TA1_000000042.x12", got)
+		}
+		if b, _ := os.ReadFile(filepath.Join(folder, "TA1_000000042.x12")); !bytes.Equal(b, ack) {
+			t.Errorf("pushed bytes differ:\n%s", b)
+		}
+		// Pushing again (a retried stage) leaves one whole file.
+		if err := g.deliverAck(t.Context(), p, spool.Ack{Kind: "TA1", Status: "A", Control: "000000042", Blob: ref, At: time.Now()}); err != nil {
+			t.Fatalf("second push: %v", err)
+		}
+		if got := names(folder); len(got) != 1 {
+			t.Errorf("after a second push the folder holds %v", got)
+		}
+	}
+	t.Run("sftp", func(t *testing.T) {
+		p := testpeers.StartSSHD(t)
+		folder := filepath.Join(p.Dir, "in")
+		os.MkdirAll(folder, 0o755)
+		check(t, fmt.Sprintf("  url: sftp://%s@127.0.0.1:%d%s\n  private_key_file: %s\n  host_key: %q\n",
+			p.User, p.Port, folder, filepath.Join(p.Dir, "client"), p.FP), folder)
+	})
+	t.Run("ftp", func(t *testing.T) {
+		dir, port := testpeers.StartVsftpd(t, "")
+		check(t, fmt.Sprintf("  url: ftp://127.0.0.1:%d/incoming\n  username: anonymous\n", port), filepath.Join(dir, "root", "incoming"))
+	})
+	t.Run("ftpes", func(t *testing.T) {
+		dir, port := testpeers.StartVsftpd(t, "tls")
+		check(t, fmt.Sprintf("  url: ftpes://127.0.0.1:%d/incoming\n  username: anonymous\n  ca_file: %s\n", port, filepath.Join(dir, "ca.pem")),
+			filepath.Join(dir, "root", "incoming"))
+	})
+	t.Run("s3", func(t *testing.T) {
+		dir, endpoint := testpeers.StartVersitygw(t, "edigwtestkey", "edigwtestsecret123", "partner")
+		t.Setenv("EDIGW_TEST_S3_ACCESS", "edigwtestkey")
+		t.Setenv("EDIGW_TEST_S3_SECRET", "edigwtestsecret123")
+		folder := filepath.Join(dir, "partner", "in")
+		os.MkdirAll(folder, 0o755)
+		check(t, fmt.Sprintf("  url: s3://partner/in/\n  endpoint: %s\n  region: us-east-1\n  access_key_env: EDIGW_TEST_S3_ACCESS\n  secret_key_env: EDIGW_TEST_S3_SECRET\n", endpoint), folder)
+	})
 }
