@@ -5,6 +5,8 @@
 #                     allocations and peak RSS per mode, with the naive-split
 #                     and IndexByte-floor baselines of the same machine
 #   make bench-rss    also a 1 GB 856: peak RSS at 10 MB vs 1 GB
+#   make bench-poll   one poll of 10,000 small files from a real sshd vs
+#                     OpenSSH's `sftp -b` of the same files (files/s)
 #   make bench-peers  the peers harness (../shared/bench-peers, copied to
 #                     /tmp/bench-peers) with edigw-tokenize and edigw-full as
 #                     two more columns; BENCH_PEERS_ARGS=--quick for 10 MB only
@@ -55,3 +57,10 @@ bench-peers: build
 	  --peer 'edigw-tokenize | - | $(CURDIR)/$(BENCH_EDIGW) x12 bench --run-mode tokenize {file}' \
 	  --peer 'edigw-full | - | $(CURDIR)/$(BENCH_EDIGW) x12 bench --run-mode tree {file}'
 	@echo "peers table: $(BENCH_PEERS_DIR)/results/$(if $(findstring --quick,$(BENCH_PEERS_ARGS)),quick,summary).md"
+
+# One poll of 10,000 small files from a real sshd on loopback, against the
+# OpenSSH client fetching the same files (BENCH_POLL_FILES to change N).
+BENCH_POLL_FILES ?= 10000
+.PHONY: bench-poll
+bench-poll: build
+	$(BENCH_EDIGW) bench poll --files $(BENCH_POLL_FILES)

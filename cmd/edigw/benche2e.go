@@ -44,7 +44,7 @@ func benchE2ECmd() *cobra.Command {
 
 func benchCmd() *cobra.Command {
 	c := &cobra.Command{Use: "bench", Short: "Benchmarks of the running gateway"}
-	c.AddCommand(benchE2ECmd())
+	c.AddCommand(benchE2ECmd(), benchPollCmd())
 	return c
 }
 
