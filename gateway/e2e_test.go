@@ -119,6 +119,11 @@ func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
 
 // newEnvWith lets a test change the partner folders before the gateway starts.
 func newEnvWith(t *testing.T, edit func(partners string)) *env {
+	return newEnvConfig(t, edit, "")
+}
+
+// newEnvConfig also adds lines to gateway.yaml.
+func newEnvConfig(t *testing.T, edit func(partners string), extraYAML string) *env {
 	need(t, "sftp")
 	need(t, "ssh-keygen")
 	e := &env{t: t, dir: t.TempDir(), sftpPort: freePort(t)}
@@ -172,7 +177,7 @@ erp:
 %s
 workers: {files: 2, documents: 4, poll: 50ms, lease: 20s}
 schedules: {lease: 3s}
-`, filepath.Join(e.dir, "data"), parts, e.sftpPort, s3endpoint, eps.String())
+%s`, filepath.Join(e.dir, "data"), parts, e.sftpPort, s3endpoint, eps.String(), extraYAML)
 	os.WriteFile(e.config, []byte(cfg), 0o644)
 	e.start()
 	return e
@@ -642,5 +647,62 @@ outbound: {channel: outbox}`, peer.User, peer.Port, folder, filepath.Join(peer.D
 	runs, _ := exec.Command(edigwBin, "schedules", "runs", "--config", e.config).CombinedOutput()
 	if !strings.Contains(string(runs), "abandoned") {
 		t.Errorf("the killed run is not shown as abandoned:\n%s", runs)
+	}
+}
+
+// Changing a partner profile changes its schedule without a restart: on a
+// change of the folder, or on SIGHUP.
+func TestPartnersHotReload(t *testing.T) {
+	for _, how := range []string{"file-change", "sighup"} {
+		t.Run(how, func(t *testing.T) {
+			folder := t.TempDir()
+			po, _ := os.ReadFile("../mapping/testdata/po-in.edi")
+			po = bytes.ReplaceAll(po, []byte("000000101"), []byte("000000888"))
+			os.WriteFile(filepath.Join(folder, "po.txt"), po, 0o644)
+			var partnerFile string
+			reload := "partners_reload: 300ms\n"
+			if how == "sighup" {
+				reload = "partners_reload: -1s\n"
+			}
+			e := newEnvConfig(t, func(parts string) {
+				partnerFile = filepath.Join(parts, "retail", "partner.yaml")
+				b, _ := os.ReadFile(partnerFile)
+				b = bytes.Replace(b, []byte("outbound: {channel: outbox}"), fmt.Appendf(nil, `  polls:
+    - name: drop
+      url: file://%s
+      schedule: "* * * * * *"
+      pattern: "*.edi"
+      stable_for: 0s
+      after_fetch: delete
+outbound: {channel: outbox}`, folder), 1)
+				os.WriteFile(partnerFile, b, 0o644)
+			}, reload)
+			gone := func(within time.Duration) bool {
+				for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+					if _, err := os.Stat(filepath.Join(folder, "po.txt")); errors.Is(err, os.ErrNotExist) {
+						return true
+					}
+				}
+				return false
+			}
+			if gone(2 * time.Second) {
+				t.Fatal("po.txt was fetched although the pattern is *.edi")
+			}
+			b, _ := os.ReadFile(partnerFile)
+			os.WriteFile(partnerFile, bytes.Replace(b, []byte(`pattern: "*.edi"`), []byte(`pattern: "*.txt"`), 1), 0o644)
+			if how == "sighup" {
+				if gone(2 * time.Second) {
+					t.Fatal("the profile was reloaded without SIGHUP although partners_reload is off")
+				}
+				e.cmd.Process.Signal(syscall.SIGHUP)
+			}
+			if !gone(10 * time.Second) {
+				t.Fatalf("po.txt not fetched after the pattern changed to *.txt (%s)\n%s", how, tail(e.log(), 20))
+			}
+			e.waitDocs(1, 20*time.Second)
+			if !strings.Contains(e.log(), "partner profiles reloaded") {
+				t.Errorf("the log does not say the profiles were reloaded")
+			}
+		})
 	}
 }
