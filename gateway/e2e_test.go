@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -647,6 +648,12 @@ outbound: {channel: outbox}`, peer.User, peer.Port, folder, filepath.Join(peer.D
 	runs, _ := exec.Command(edigwBin, "schedules", "runs", "--config", e.config).CombinedOutput()
 	if !strings.Contains(string(runs), "abandoned") {
 		t.Errorf("the killed run is not shown as abandoned:\n%s", runs)
+	}
+	ls, _ := exec.Command(edigwBin, "schedules", "ls", "--config", e.config).CombinedOutput()
+	if !regexp.MustCompile(`retail\s+supplier-sftp\s+sftp://\S+\s+0 0 1 1 \* \(UTC\)\s+\S+\s+\S+\s+ok\s+1`).Match(ls) {
+		// The kill came before the poll remembered the file, so the last run
+		// fetched it again (recorded as a duplicate, not processed).
+		t.Errorf("schedules ls does not show the poll with its last run (ok, 1 fetched):\n%s", ls)
 	}
 }
 
