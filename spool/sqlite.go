@@ -1612,3 +1612,60 @@ func (s *SQLite) ForgetRemoteFiles(ctx context.Context, partner, poll string, na
 	}
 	return nil
 }
+
+// ---- Audit ----
+
+const auditCols = "id, at, actor, role, action, target, reason, outcome, detail"
+
+func scanAudit(sc scanner) (AuditEntry, error) {
+	var e AuditEntry
+	var at int64
+	var detail sql.NullString
+	if err := sc.Scan(&e.ID, &at, &e.Actor, &e.Role, &e.Action, &e.Target, &e.Reason, &e.Outcome, &detail); err != nil {
+		return AuditEntry{}, err
+	}
+	e.At, e.Detail = fromMicros(at), rawJSON(detail)
+	return e, nil
+}
+
+// AddAudit implements [Audit].
+func (s *SQLite) AddAudit(ctx context.Context, e AuditEntry) (AuditEntry, error) {
+	if e.Actor == "" || e.Action == "" || e.Outcome == "" {
+		return AuditEntry{}, fmt.Errorf("spool: add audit: %w: actor, action and outcome are required", ErrInvalid)
+	}
+	if err := checkJSON("detail", e.Detail); err != nil {
+		return AuditEntry{}, err
+	}
+	var out AuditEntry
+	err := s.write(ctx, func(tx *wtx, now time.Time) error {
+		var err error
+		out, err = scanAudit(tx.QueryRowContext(ctx, `INSERT INTO audit (at, actor, role, action, target, reason, outcome, detail)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+auditCols,
+			micros(now), e.Actor, e.Role, e.Action, e.Target, e.Reason, e.Outcome, nullJSON(e.Detail)))
+		return err
+	})
+	if err != nil {
+		return AuditEntry{}, fmt.Errorf("spool: add audit: %w", err)
+	}
+	return out, nil
+}
+
+// ListAudit implements [Audit].
+func (s *SQLite) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	var w where
+	w.eq("actor", f.Actor)
+	w.eq("target", f.Target)
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	clause := ""
+	if len(w.conds) > 0 {
+		clause = " WHERE " + strings.Join(w.conds, " AND ")
+	}
+	es, err := list(ctx, s.r, "SELECT "+auditCols+" FROM audit"+clause+" ORDER BY id DESC LIMIT ?", append(w.args, min(limit, 1000)), scanAudit)
+	if err != nil {
+		return nil, fmt.Errorf("spool: list audit: %w", err)
+	}
+	return es, nil
+}

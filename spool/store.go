@@ -16,6 +16,7 @@ type Store interface {
 	Reader
 	Counters
 	Polls
+	Audit
 	Close() error
 }
 

@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) spool.Store) {
 		{"Counters", testCounters},
 		{"Durability", testDurability},
 		{"ListFiles", testListFiles},
+		{"Audit", testAudit},
 		{"ListDocuments", testListDocuments},
 		{"PollRuns", testPollRuns},
 		{"PollLeaseConcurrent", testPollLeaseConcurrent},

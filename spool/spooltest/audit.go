@@ -1,0 +1,56 @@
+package spooltest
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/edigw/edigw/spool"
+)
+
+// The audit log appends, lists newest first, filters, and keeps entries
+// across reopen.
+func testAudit(t *testing.T, h harness) {
+	s := h.store(t)
+	ctx := t.Context()
+	if _, err := s.AddAudit(ctx, spool.AuditEntry{Action: "replay", Outcome: "ok"}); !errors.Is(err, spool.ErrInvalid) {
+		t.Errorf("AddAudit without actor: %v, want ErrInvalid", err)
+	}
+	if _, err := s.AddAudit(ctx, spool.AuditEntry{Actor: "a", Action: "x", Outcome: "ok", Detail: json.RawMessage("{bad")}); !errors.Is(err, spool.ErrInvalid) {
+		t.Errorf("AddAudit with bad detail: %v, want ErrInvalid", err)
+	}
+	in := []spool.AuditEntry{
+		{Actor: "alice", Role: "operator", Action: "replay", Target: "doc_1", Reason: "ERP fixed", Outcome: "ok", Detail: json.RawMessage(`{"to":"mapped"}`)},
+		{Actor: "bob", Role: "viewer", Action: "replay", Target: "doc_1", Reason: "", Outcome: "denied"},
+		{Actor: "alice", Role: "operator", Action: "resolve", Target: "doc_2", Reason: "sent by mail", Outcome: "ok"},
+	}
+	var ids []int64
+	for _, e := range in {
+		got, err := s.AddAudit(ctx, e)
+		if err != nil {
+			t.Fatalf("AddAudit: %v", err)
+		}
+		if got.ID == 0 || got.At.IsZero() || got.Actor != e.Actor || got.Reason != e.Reason || string(got.Detail) != string(e.Detail) {
+			t.Errorf("AddAudit returned %+v for %+v", got, e)
+		}
+		ids = append(ids, got.ID)
+	}
+	all, err := s.ListAudit(ctx, spool.AuditFilter{})
+	if err != nil || len(all) != 3 || all[0].ID != ids[2] || all[2].ID != ids[0] {
+		t.Fatalf("ListAudit: %+v %v, want 3 newest first", all, err)
+	}
+	if string(all[2].Detail) != `{"to":"mapped"}` || all[1].Outcome != "denied" {
+		t.Errorf("round trip: %+v", all)
+	}
+	if got, _ := s.ListAudit(ctx, spool.AuditFilter{Actor: "alice"}); len(got) != 2 {
+		t.Errorf("by actor: %d entries, want 2", len(got))
+	}
+	if got, _ := s.ListAudit(ctx, spool.AuditFilter{Target: "doc_1", Limit: 1}); len(got) != 1 || got[0].ID != ids[1] {
+		t.Errorf("by target with limit: %+v", got)
+	}
+	s.Close()
+	s = h.store(t)
+	if got, _ := s.ListAudit(ctx, spool.AuditFilter{}); len(got) != 3 {
+		t.Errorf("after reopen: %d entries, want 3", len(got))
+	}
+}
