@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/edigw/edigw/edi"
-	"github.com/edigw/edigw/edi/spec"
 	"github.com/edigw/edigw/gateway/archive"
 	"github.com/edigw/edigw/gateway/erp"
 	"github.com/edigw/edigw/gateway/transport"
@@ -108,13 +107,7 @@ func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Pa
 		pending       []setResult
 		failure       error
 	)
-	opt := edi.Options{Tree: true,
-		Set: func(family, id string) *spec.Set {
-			if p.X12 != nil && family == p.X12.Version {
-				return p.TransactionSet(id)
-			}
-			return spec.Default(family).Set(id)
-		},
+	opt := edi.Options{Tree: true, Set: p.SpecSet,
 		OnSet: func(ic *edi.Interchange, grp *edi.Group, s *edi.Set) {
 			pending = append(pending, g.mapSet(log, p, f, ic, grp, s, setSeq))
 			setSeq++

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/edigw/edigw/edi"
+	"github.com/edigw/edigw/edi/spec"
 	"github.com/edigw/edigw/mapping"
 )
 
@@ -59,4 +60,14 @@ func (p *Partner) Envelope(functionalID string, ours ISAID, c Controls, now time
 		Delimiters: d,
 		EOL:        eol,
 	}
+}
+
+// SpecSet returns the spec edi.Process should validate set id of version
+// family with: the partner's (with its guide overlay) for the partner's own
+// version, the standard one otherwise.
+func (p *Partner) SpecSet(family, id string) *spec.Set {
+	if p.X12 != nil && family == p.X12.Version {
+		return p.TransactionSet(id)
+	}
+	return spec.Default(family).Set(id)
 }

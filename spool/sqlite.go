@@ -1308,6 +1308,9 @@ func (s *SQLite) ListDocuments(ctx context.Context, f DocumentFilter) ([]Documen
 	w.eq("set_control", f.SetControl)
 	w.eq("business_key", f.BusinessKey)
 	w.eq("idempotency_key", f.IdempotencyKey)
+	if f.Direction != "" {
+		w.add("file_id IN (SELECT id FROM files WHERE direction = ?)", f.Direction)
+	}
 	w.between("created_at", f.Since, f.Until)
 	tail, limit := w.page(f.Page)
 	docs, err := list(ctx, s.r, "SELECT "+docCols+" FROM documents"+tail, w.args, scanDocument)

@@ -324,6 +324,7 @@ type DocumentFilter struct {
 	SetControl         string
 	BusinessKey        string
 	IdempotencyKey     string
+	Direction          string    // Inbound or Outbound: the direction of the document's file
 	Since              time.Time // CreatedAt >= Since
 	Until              time.Time // CreatedAt < Until
 	Page

@@ -1391,6 +1391,19 @@ func testListDocuments(t *testing.T, h harness) {
 	if err != nil || len(page) != 5 || next == "" || page[0].ID != csv.ID {
 		t.Errorf("first page newest first: %d docs next %q: %v", len(page), next, err)
 	}
+
+	// Direction is the file's.
+	out, err := s.AddFile(ctx, spool.NewFile{Partner: "acme", Channel: "api", Direction: spool.Outbound, Name: "850.x12", Blob: ref(unique())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	po := addDoc(t, s, out.ID, 0, "")
+	if got := list(spool.DocumentFilter{Direction: spool.Outbound}); !slices.Equal(got, []spool.ID{po.ID}) {
+		t.Errorf("outbound documents: %v, want [%s]", got, po.ID)
+	}
+	if got := list(spool.DocumentFilter{Direction: spool.Inbound, Partner: "acme"}); len(got) != 8 || slices.Contains(got, po.ID) {
+		t.Errorf("inbound documents of acme: %d (%v), want the 8 inbound ones", len(got), got)
+	}
 }
 
 // ---- blobs ----
