@@ -81,6 +81,15 @@ type Config struct {
 		} `yaml:"sink"`
 	} `yaml:"erp"`
 
+	HTTP struct {
+		// Listen is the address of the API, console, /metrics and health
+		// checks; default :8080.
+		Listen string `yaml:"listen"`
+		// Tokens are the API and console credentials. With none, an admin
+		// token is generated on first start into <data>/admin.token.
+		Tokens []TokenConfig `yaml:"tokens"`
+	} `yaml:"http"`
+
 	Schedules struct {
 		// Enabled runs the partners' polls on this node (default true).
 		Enabled *bool `yaml:"enabled"`
@@ -127,6 +136,7 @@ func (c *Config) defaults() {
 	def(&c.OurISA.Qualifier, partners.DefaultOurISA.Qualifier)
 	def(&c.OurISA.ID, partners.DefaultOurISA.ID)
 	def(&c.SFTP.Listen, ":2022")
+	def(&c.HTTP.Listen, ":8080")
 	def(&c.SFTP.HostKeyDir, filepath.Join(c.DataDir, "hostkeys"))
 	def(&c.Spool.Driver, "sqlite")
 	def(&c.Spool.Path, filepath.Join(c.DataDir, "spool.db"))
@@ -170,6 +180,15 @@ func (c *Config) defaults() {
 	if c.Workers.Poll <= 0 {
 		c.Workers.Poll = 200 * time.Millisecond
 	}
+}
+
+// TokenConfig is one API token: a name (shown in the audit log), a role
+// (viewer, operator, admin) and the secret by reference.
+type TokenConfig struct {
+	Name      string `yaml:"name"`
+	Role      string `yaml:"role"`
+	TokenEnv  string `yaml:"token_env"`
+	TokenFile string `yaml:"token_file"`
 }
 
 // EndpointConfig is one ERP endpoint in gateway.yaml. Secrets are

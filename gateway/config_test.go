@@ -18,7 +18,8 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 	def.ERP.Sink.Enabled = false // only the no-config default turns the sink on
 	if ex.SFTP != def.SFTP || ex.Spool != def.Spool || ex.Archive.Dir != def.Archive.Dir || ex.Workers != def.Workers ||
 		ex.ERP.Sink != def.ERP.Sink || ex.Partners != def.Partners || ex.OurISA != def.OurISA ||
-		ex.PartnersReload != def.PartnersReload || *ex.Schedules.Enabled != *def.Schedules.Enabled || ex.Schedules.Lease != def.Schedules.Lease {
+		ex.PartnersReload != def.PartnersReload || *ex.Schedules.Enabled != *def.Schedules.Enabled || ex.Schedules.Lease != def.Schedules.Lease ||
+		ex.HTTP.Listen != def.HTTP.Listen || len(ex.HTTP.Tokens) != 0 {
 		t.Errorf("example and defaults differ:\n%+v\n%+v", ex, def)
 	}
 	if ex.Workers.Lease != 2*time.Minute || ex.SFTP.MaxFileSize != 256<<20 {

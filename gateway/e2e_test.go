@@ -74,6 +74,7 @@ type env struct {
 	t        *testing.T
 	dir      string
 	sftpPort int
+	httpPort int
 	key      string // partner's private key
 	sink     *erpsink.Sink
 	sinkURL  string
@@ -82,6 +83,9 @@ type env struct {
 	cmd      *exec.Cmd
 	config   string
 }
+
+// testTokens are the API tokens of the test gateways, by name.
+var testTokens = map[string]string{"ops": "operator-token-0123456789", "watcher": "viewer-token-0123456789", "boss": "admin-token-0123456789"}
 
 const (
 	s3Access = "edigw-test-access"
@@ -127,7 +131,7 @@ func newEnvWith(t *testing.T, edit func(partners string)) *env {
 func newEnvConfig(t *testing.T, edit func(partners string), extraYAML string) *env {
 	need(t, "sftp")
 	need(t, "ssh-keygen")
-	e := &env{t: t, dir: t.TempDir(), sftpPort: freePort(t)}
+	e := &env{t: t, dir: t.TempDir(), sftpPort: freePort(t), httpPort: freePort(t)}
 	// Partners: the shipped examples plus a test customer that sends 850s
 	// and a CSV feed over SFTP, all with this test's key.
 	parts := filepath.Join(e.dir, "partners")
@@ -159,6 +163,9 @@ func newEnvConfig(t *testing.T, edit func(partners string), extraYAML string) *e
 	var s3endpoint string
 	e.s3, s3endpoint = startS3(t, e.dir)
 	e.bucket = "archive"
+	os.Setenv("EDIGW_TEST_TOKEN_OPS", testTokens["ops"])
+	os.Setenv("EDIGW_TEST_TOKEN_VIEWER", testTokens["watcher"])
+	os.Setenv("EDIGW_TEST_TOKEN_ADMIN", testTokens["boss"])
 	os.Setenv("EDIGW_TEST_S3_ACCESS", s3Access)
 	os.Setenv("EDIGW_TEST_S3_SECRET", s3Secret)
 
@@ -170,6 +177,7 @@ func newEnvConfig(t *testing.T, edit func(partners string), extraYAML string) *e
 	cfg := fmt.Sprintf(`data_dir: %s
 partners: %s
 sftp: {listen: "127.0.0.1:%d"}
+http: {listen: "127.0.0.1:%d", tokens: [{name: ops, role: operator, token_env: EDIGW_TEST_TOKEN_OPS}, {name: watcher, role: viewer, token_env: EDIGW_TEST_TOKEN_VIEWER}, {name: boss, role: admin, token_env: EDIGW_TEST_TOKEN_ADMIN}]}
 archive:
   kind: s3
   s3: {bucket: archive, prefix: edi, region: us-east-1, endpoint: %q, path_style: true, access_key_env: EDIGW_TEST_S3_ACCESS, secret_key_env: EDIGW_TEST_S3_SECRET}
@@ -178,7 +186,7 @@ erp:
 %s
 workers: {files: 2, documents: 4, poll: 50ms, lease: 20s}
 schedules: {lease: 3s}
-%s`, filepath.Join(e.dir, "data"), parts, e.sftpPort, s3endpoint, eps.String(), extraYAML)
+%s`, filepath.Join(e.dir, "data"), parts, e.sftpPort, e.httpPort, s3endpoint, eps.String(), extraYAML)
 	os.WriteFile(e.config, []byte(cfg), 0o644)
 	e.start()
 	return e

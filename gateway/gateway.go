@@ -39,6 +39,7 @@ type Gateway struct {
 	backoff erp.Backoff
 	sftp    *sftpd.Server
 	sink    *http.Server
+	web     *http.Server // API, console, metrics, health
 	parts   atomic.Pointer[partners.Set]
 	sched   *schedules.Scheduler // nil when schedules are disabled on this node
 
@@ -131,7 +132,7 @@ func (g *Gateway) Scheduler() *schedules.Scheduler { return g.sched }
 // ctx is cancelled; then it stops taking work, lets running stages finish
 // (their leases are released by their transitions) and closes the spool.
 func (g *Gateway) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if g.cfg.ERP.Sink.Enabled {
 		sink, err := erpsink.NewSink(g.cfg.ERP.Sink.Dir)
 		if err != nil {
@@ -145,6 +146,17 @@ func (g *Gateway) Run(ctx context.Context) error {
 		go func() { errc <- ignoreClosed(g.sink.Serve(ln)) }()
 		g.log.Info("ERP sink listening", "addr", ln.Addr().String())
 	}
+	handler, err := g.httpHandler()
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	hln, err := net.Listen("tcp", g.cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	g.web = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() { errc <- ignoreClosed(g.web.Serve(hln)) }()
+	g.log.Info("HTTP listening (API, health)", "addr", hln.Addr().String())
 	ln, err := net.Listen("tcp", g.cfg.SFTP.Listen)
 	if err != nil {
 		return fmt.Errorf("sftp: %w", err)
@@ -188,6 +200,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.sink != nil {
 		g.sink.Shutdown(sctx)
 	}
+	g.web.Shutdown(sctx)
 	wg.Wait()
 	return errors.Join(runErr, g.store.Close())
 }
@@ -250,7 +263,7 @@ func (g *Gateway) stageCtx() (context.Context, context.CancelFunc) {
 }
 
 func (g *Gateway) claimFiles(ctx context.Context) bool {
-	items, err := g.store.Claim(ctx, spool.KindFile, []spool.State{spool.StateReceived, spool.StateAcked, spool.StateArchived}, g.id, g.cfg.Workers.Lease, 4)
+	items, err := g.store.Claim(ctx, spool.KindFile, []spool.State{spool.StateReceived, spool.StateAcked, spool.StateDelivered, spool.StateArchived}, g.id, g.cfg.Workers.Lease, 4)
 	if err != nil || len(items) == 0 {
 		if err != nil && ctx.Err() == nil {
 			g.log.Error("claim files", "err", err)
@@ -263,9 +276,15 @@ func (g *Gateway) claimFiles(ctx context.Context) bool {
 		var err error
 		switch f.Work.Stage() {
 		case spool.StateReceived:
-			err = g.fileStage(sctx, f)
+			if f.Direction == spool.Outbound {
+				err = g.outboundStage(sctx, f)
+			} else {
+				err = g.fileStage(sctx, f)
+			}
 		case spool.StateAcked:
 			err = g.fileArchiveStage(sctx, f)
+		case spool.StateDelivered: // an outbound file delivered, not yet archived
+			err = g.outboundStage(sctx, f)
 		case spool.StateArchived: // a worker died between archiving and done
 			err = g.store.Transition(sctx, f.ID, spool.StateArchived, spool.StateDone, g.owner())
 		}

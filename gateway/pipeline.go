@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"strings"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"github.com/edigw/edigw/edi"
 	"github.com/edigw/edigw/gateway/archive"
 	"github.com/edigw/edigw/gateway/erp"
-	"github.com/edigw/edigw/gateway/transport"
 	"github.com/edigw/edigw/mapping"
 	"github.com/edigw/edigw/partners"
 	"github.com/edigw/edigw/spool"
@@ -92,6 +90,8 @@ type setResult struct {
 	businessKey string
 	idempotency string
 	warnings    []string
+	ack         *functionalAck // a partner's 997/999 to one of our groups
+	isa13       string
 }
 
 // parseX12 reads every interchange of the file, records it (a re-sent ISA13
@@ -145,10 +145,13 @@ func (g *Gateway) mapSet(log *slog.Logger, p *partners.Partner, f *spool.File, i
 		res.reason = rejection(ic, grp, s)
 		return res
 	case grp.FunctionalID == "FA":
-		// Inbound 997/999: recorded; reconciling them with our 850s comes
-		// with outbound purchase orders.
+		// The partner's 997/999 to something we sent: matched to our
+		// group when the document is recorded.
 		res.state = spool.StateDone
 		res.reason = "functional acknowledgement received"
+		if fa, ok := readFunctionalAck(s); ok {
+			res.ack, res.isa13 = &fa, ic.Control
+		}
 		return res
 	}
 	doc := p.X12Document(s.ID, partners.DirectionInbound)
@@ -248,6 +251,14 @@ func (g *Gateway) recordDocument(ctx context.Context, log *slog.Logger, f *spool
 	}
 	for _, w := range s.warnings {
 		g.note(ctx, d.ID, "note", w)
+	}
+	if s.ack != nil {
+		if p := g.partners().ByID(f.Partner); p != nil {
+			if err := g.reconcileAck(ctx, p, s.isa13, *s.ack); err != nil {
+				log.Warn("functional ack not matched", "document_id", d.ID, "err", err)
+				g.note(ctx, d.ID, "error", err.Error())
+			}
+		}
 	}
 	if s.state == spool.StateHeld {
 		log.Warn("document held", "document_id", d.ID, "set", s.id, "reason", s.reason)
@@ -374,45 +385,9 @@ func (g *Gateway) writeTA1Duplicate(ctx context.Context, p *partners.Partner, re
 	return g.deliverAck(ctx, p, ack)
 }
 
-// deliverAck puts a stored ack into the partner's outbox (our SFTP
-// listener) unless it is there already.
+// deliverAck puts a stored ack where the partner collects it.
 func (g *Gateway) deliverAck(ctx context.Context, p *partners.Partner, ack spool.Ack) error {
-	r, err := g.blobs.Open(ctx, ack.Blob)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	name := ackFileName(p, ack)
-	if p.Outbound.Channel == partners.ChannelPush && p.Outbound.Push != nil {
-		// Pushed to the partner's server (temp name, then rename). A failure
-		// fails the stage, which the spool retries and, after the last
-		// attempt, marks dead; rewriting the same name is harmless.
-		t, err := transport.Dial(ctx, *p.Outbound.Push, transport.Options{BaseDir: p.Dir})
-		if err != nil {
-			return fmt.Errorf("push ack %s to %s: %w", name, p.Outbound.Push.URL, err)
-		}
-		defer t.Close()
-		if err := t.Write(ctx, name, r); err != nil {
-			return fmt.Errorf("push ack %s to %s: %w", name, p.Outbound.Push.URL, err)
-		}
-		return nil
-	}
-	err = g.outbox.Put(ctx, p.ID, name, r)
-	if errors.Is(err, fs.ErrExist) {
-		return nil // written by an earlier run of this stage
-	}
-	return err
-}
-
-// ackFileName follows the partner's naming rule ({type}_{control}.{ext}).
-func ackFileName(p *partners.Partner, ack spool.Ack) string {
-	name := p.Outbound.Naming
-	if name == "" {
-		name = "{type}_{control}.{ext}"
-	}
-	at := ack.At.UTC()
-	return strings.NewReplacer("{type}", strings.ReplaceAll(ack.Kind, "+", "-"), "{control}", ack.Control,
-		"{partner}", p.ID, "{date}", at.Format("20060102"), "{time}", at.Format("150405"), "{ext}", "x12").Replace(name)
+	return g.deliverToPartner(ctx, p, partnerFileName(p, ack.Kind, ack.Control, ack.At), ack.Blob)
 }
 
 // chain moves a claimed item through several states in one stage. Each

@@ -85,6 +85,7 @@ func benchE2E(ctx context.Context, out interface{ Write([]byte) (int, error) }, 
 	cfg.Spool.Path, cfg.Blobs.Dir, cfg.Outbox.Dir = filepath.Join(dir, "spool.db"), filepath.Join(dir, "blobs"), filepath.Join(dir, "outbox")
 	cfg.Archive.Dir, cfg.SFTP.HostKeyDir = filepath.Join(dir, "archive"), filepath.Join(dir, "hostkeys")
 	cfg.SFTP.Listen = sftpAddr
+	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.ERP.Sink.Enabled = false
 	for _, name := range []string{"po-acknowledgements", "ship-notices", "invoices", "purchase-orders", "inventory"} {
 		cfg.ERP.Endpoints = append(cfg.ERP.Endpoints, gateway.EndpointConfig{Name: name, URL: "http://" + sinkLn.Addr().String() + "/" + name, MaxConcurrency: 16})

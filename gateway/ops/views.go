@@ -46,6 +46,7 @@ type DocumentView struct {
 	File        spool.File
 	Interchange *spool.Interchange
 	Mapped      json.RawMessage // nil until mapped
+	ERPBody     string          // the ERP's last response body (first 64 KiB)
 	Events      []spool.Event
 }
 
@@ -70,6 +71,13 @@ func (s *Service) Document(ctx context.Context, id spool.ID) (DocumentView, erro
 		if v.Mapped, err = s.read(ctx, v.Document.Mapped, 16<<20); err != nil {
 			return v, fmt.Errorf("mapped JSON: %w", err)
 		}
+	}
+	if !v.Document.Response.Body.IsZero() {
+		b, err := s.read(ctx, v.Document.Response.Body, 64<<10)
+		if err != nil {
+			return v, fmt.Errorf("ERP response: %w", err)
+		}
+		v.ERPBody = string(b)
 	}
 	v.Events, err = s.Store.Events(ctx, id)
 	return v, err
