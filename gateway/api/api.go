@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/edigw/edigw/gateway/ops"
+	"github.com/edigw/edigw/schedules"
 	"github.com/edigw/edigw/spool"
 )
 
@@ -151,7 +152,7 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, ops.ErrForbidden):
 		return http.StatusForbidden
-	case errors.Is(err, spool.ErrNotFound):
+	case errors.Is(err, spool.ErrNotFound), errors.Is(err, schedules.ErrUnknownPoll):
 		return http.StatusNotFound
 	case errors.Is(err, ops.ErrInvalid), errors.Is(err, spool.ErrInvalid), errors.Is(err, errBadRequest):
 		return http.StatusBadRequest

@@ -178,6 +178,9 @@ func (s *Service) RunPollNow(ctx context.Context, a Actor, partner, poll string)
 		}
 		var err error
 		run, err = s.RunPoll(ctx, partner, poll, a.Name)
+		if err != nil && run.ID != 0 {
+			return nil // the run happened and its record says how it went
+		}
 		return err
 	})
 	return run, err
