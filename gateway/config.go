@@ -103,6 +103,7 @@ type Config struct {
 		Documents int           `yaml:"documents"` // parallel delivery workers, default 8
 		Lease     time.Duration `yaml:"lease"`     // default 2m
 		Poll      time.Duration `yaml:"poll"`      // idle poll interval, default 200ms
+		AckCheck  time.Duration `yaml:"ack_check"` // how often overdue acks of our 850s are looked for, default 30s
 	} `yaml:"workers"`
 }
 
@@ -176,6 +177,9 @@ func (c *Config) defaults() {
 	}
 	if c.Workers.Lease <= 0 {
 		c.Workers.Lease = 2 * time.Minute
+	}
+	if c.Workers.AckCheck <= 0 {
+		c.Workers.AckCheck = 30 * time.Second
 	}
 	if c.Workers.Poll <= 0 {
 		c.Workers.Poll = 200 * time.Millisecond

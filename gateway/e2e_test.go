@@ -184,7 +184,7 @@ archive:
 erp:
   endpoints:
 %s
-workers: {files: 2, documents: 4, poll: 50ms, lease: 20s}
+workers: {files: 2, documents: 4, poll: 50ms, lease: 20s, ack_check: 300ms}
 schedules: {lease: 3s}
 %s`, filepath.Join(e.dir, "data"), parts, e.sftpPort, e.httpPort, s3endpoint, eps.String(), extraYAML)
 	os.WriteFile(e.config, []byte(cfg), 0o644)

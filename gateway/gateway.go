@@ -179,10 +179,23 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.sched != nil {
 		g.sched.Start()
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		g.watchPartners(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(g.cfg.Workers.AckCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				g.checkOverdue(ctx)
+			}
+		}
 	}()
 
 	var runErr error

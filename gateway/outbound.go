@@ -222,3 +222,41 @@ func (g *Gateway) reconcileAck(ctx context.Context, p *partners.Partner, inbound
 	g.log.Info("functional ack received", "message_id", d.ID, "partner", p.ID, "po", d.BusinessKey, "status", fa.status, "kind", fa.kind)
 	return nil
 }
+
+// overdueEvent starts the note that flags an overdue purchase order (once).
+const overdueEvent = "functional ack overdue"
+
+// checkOverdue flags outbound purchase orders whose functional ack is
+// overdue: an error event on the document (once) and a log line.
+func (g *Gateway) checkOverdue(ctx context.Context) {
+	pos, err := g.Ops().PurchaseOrders(ctx, "", 1000)
+	if err != nil {
+		g.log.Error("overdue check", "err", err)
+		return
+	}
+	for _, po := range pos {
+		if po.Status != ops.POOverdue {
+			continue
+		}
+		evs, err := g.store.Events(ctx, po.Document.ID)
+		if err != nil {
+			g.log.Error("overdue check", "message_id", po.Document.ID, "err", err)
+			continue
+		}
+		flagged := false
+		for _, e := range evs {
+			flagged = flagged || strings.HasPrefix(e.Message, overdueEvent)
+		}
+		if flagged {
+			continue
+		}
+		msg := fmt.Sprintf("%s: %s sent no 997/999 for PO %s (ISA13 %s) by %s", overdueEvent, po.Document.Partner, po.Document.BusinessKey,
+			po.ISA13, po.AckDueBy.UTC().Format(time.RFC3339))
+		if err := g.store.AddEvent(ctx, spool.Event{Subject: po.Document.ID, Kind: spool.EventError, Actor: g.id, Message: msg}); err != nil {
+			g.log.Error("overdue check", "message_id", po.Document.ID, "err", err)
+			continue
+		}
+		g.log.Warn("purchase order ack overdue", "message_id", po.Document.ID, "partner", po.Document.Partner,
+			"po", po.Document.BusinessKey, "isa13", po.ISA13, "due", po.AckDueBy)
+	}
+}

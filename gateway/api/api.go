@@ -118,6 +118,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	h("GET /api/v1/partners", s.listPartners)
 	h("GET /api/v1/partners/{id}", s.getPartner)
 	h("POST /api/v1/partners/{id}/purchase-orders", s.sendPO)
+	h("GET /api/v1/purchase-orders", s.listPOs)
 	h("GET /api/v1/schedules", s.listSchedules)
 	h("GET /api/v1/schedules/{partner}/{poll}/runs", s.listRuns)
 	h("POST /api/v1/schedules/{partner}/{poll}/run", s.runPoll)

@@ -510,3 +510,47 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, a ops.Actor) 
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
+
+func (s *Server) listPOs(w http.ResponseWriter, r *http.Request, _ ops.Actor) error {
+	p, err := page(r)
+	if err != nil {
+		return err
+	}
+	pos, err := s.ops.PurchaseOrders(r.Context(), r.URL.Query().Get("partner"), p.Limit)
+	if err != nil {
+		return err
+	}
+	type poJSON struct {
+		documentJSON
+		PONumber  string         `json:"poNumber"`
+		File      fileJSON       `json:"file"`
+		ISA13     string         `json:"isa13"`
+		POStatus  string         `json:"poStatus"` // queued, sent, accepted, partial, rejected, overdue
+		Ack       *ackJSON       `json:"ack,omitempty"`
+		AckDueBy  *time.Time     `json:"ackDueBy,omitempty"`
+		Responses []documentJSON `json:"responses"`
+	}
+	status := r.URL.Query().Get("status")
+	out := []poJSON{}
+	for _, po := range pos {
+		if status != "" && po.Status != status {
+			continue
+		}
+		v := poJSON{documentJSON: documentOf(po.Document), PONumber: po.Document.BusinessKey, File: fileOf(po.File), ISA13: po.ISA13,
+			POStatus: po.Status, Responses: []documentJSON{}}
+		if po.Ack.Kind != "" {
+			at := po.Ack.At
+			v.Ack = &ackJSON{Kind: po.Ack.Kind, Status: po.Ack.Status, Control: po.Ack.Control, At: &at}
+		}
+		if !po.AckDueBy.IsZero() {
+			d := po.AckDueBy
+			v.AckDueBy = &d
+		}
+		for _, d := range po.Responses {
+			v.Responses = append(v.Responses, documentOf(d))
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

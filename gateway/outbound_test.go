@@ -1,0 +1,181 @@
+package gateway_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+type apiPO struct {
+	ID, PONumber, ISA13, POStatus string
+	File                          struct{ Name, State string }
+	Ack                           *struct{ Kind, Status string }
+}
+
+// A purchase order posted to the API reaches the partner as a valid 850;
+// the partner's 997 marks it accepted (or rejected); one left unanswered
+// becomes overdue.
+func TestOutboundPurchaseOrders(t *testing.T) {
+	in, out := t.TempDir(), t.TempDir() // the partner's folders: what it sends us, what we send it
+	e := newEnvWith(t, func(parts string) {
+		p := filepath.Join(parts, "globex", "partner.yaml")
+		b, _ := os.ReadFile(p)
+		s := string(b)
+		s = regexp.MustCompile(`(?s)\ninbound:.*?\ndocuments:`).ReplaceAllString(s, fmt.Sprintf(`
+inbound:
+  polls:
+    - name: globex-dir
+      url: file://%s
+      schedule: "* * * * * *"
+      pattern: "*.x12"
+      stable_for: 0s
+      after_fetch: delete
+outbound:
+  channel: push
+  url: file://%s
+documents:`, in, out))
+		s = strings.Replace(s, "acks:\n  functional: \"997\"", "acks:\n  functional: \"997\"\n  expect_ack_within: 4s", 1)
+		os.WriteFile(p, []byte(s), 0o644)
+	})
+	po, err := os.ReadFile("../deploy/examples/partners/globex/testdata/po-4500012401.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(number string) apiFile {
+		t.Helper()
+		var body map[string]any
+		json.Unmarshal(po, &body)
+		body["poNumber"] = number
+		status, b := e.call("POST", "/api/v1/partners/globex/purchase-orders", "ops", body)
+		var f apiFile
+		if status != http.StatusAccepted || json.Unmarshal(b, &f) != nil || f.Direction != "out" {
+			t.Fatalf("send PO %s: %d %s", number, status, b)
+		}
+		return f
+	}
+	if status, _ := e.call("POST", "/api/v1/partners/globex/purchase-orders", "watcher", json.RawMessage(po)); status != http.StatusForbidden {
+		t.Errorf("a viewer sends a PO: %d, want 403", status)
+	}
+	if status, b := e.call("POST", "/api/v1/partners/globex/purchase-orders", "ops", map[string]any{"poNumber": 7}); status != http.StatusBadRequest {
+		t.Errorf("an invalid PO: %d %s, want 400", status, b)
+	}
+	if status, _ := e.call("POST", "/api/v1/partners/acme/purchase-orders", "ops", json.RawMessage(po)); status != http.StatusBadRequest {
+		t.Errorf("a PO for a partner without an outbound 850 mapping: %d, want 400", status)
+	}
+
+	accepted, rejected, unanswered := send("4500012401"), send("4500012402"), send("4500012403")
+	// Each reaches the partner as a valid 850 (read back with our own parser).
+	var x12 = map[string][]byte{}
+	for _, f := range []apiFile{accepted, rejected, unanswered} {
+		path := filepath.Join(out, f.Name)
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if b, err := os.ReadFile(path); err == nil {
+				x12[f.Name] = b
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not pushed to the partner's folder: %v\n%s", f.Name, names(out), tail(e.log(), 20))
+			}
+		}
+		if out, err := exec.Command(edigwBin, "x12", "validate", path).CombinedOutput(); err != nil || !bytes.Contains(out, []byte("set 850")) {
+			t.Errorf("%s is not a valid 850: %v\n%s", f.Name, err, out)
+		}
+	}
+	if !bytes.Contains(x12[accepted.Name], []byte("BEG*00*SA*4500012401")) {
+		t.Errorf("850 for PO 4500012401:\n%s", x12[accepted.Name])
+	}
+
+	// The partner answers two of them: a 997 that accepts, one that rejects.
+	ack := func(f apiFile, reject bool, control int) {
+		t.Helper()
+		b, err := exec.Command(edigwBin, "x12", "ack", "--control", fmt.Sprint(control), filepath.Join(out, f.Name)).Output()
+		if err != nil {
+			t.Fatalf("x12 ack: %v", err)
+		}
+		if reject {
+			b = bytes.Replace(b, []byte("AK5*A~"), []byte("AK5*R*5~"), 1)
+			b = regexp.MustCompile(`AK9\*A\*1\*1\*1~`).ReplaceAll(b, []byte("AK9*R*1*1*0~"))
+		}
+		os.WriteFile(filepath.Join(in, "997-"+f.Name), b, 0o644)
+	}
+	ack(accepted, false, 71)
+	ack(rejected, true, 72)
+
+	want := map[string]string{"4500012401": "accepted", "4500012402": "rejected", "4500012403": "overdue"}
+	var pos []apiPO
+	for deadline := time.Now().Add(25 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		pos = nil
+		e.get("/api/v1/purchase-orders?partner=globex", "watcher", &pos)
+		got := map[string]string{}
+		for _, p := range pos {
+			got[p.PONumber] = p.POStatus
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PO statuses %v, want %v\n%s", got, want, tail(e.log(), 30))
+		}
+	}
+	for _, p := range pos {
+		switch p.PONumber {
+		case "4500012401", "4500012402":
+			if p.Ack == nil || p.Ack.Kind != "997" || p.File.State != "done" {
+				t.Errorf("PO %s: %+v", p.PONumber, p)
+			}
+		case "4500012403":
+			if p.Ack != nil {
+				t.Errorf("unanswered PO has an ack: %+v", p)
+			}
+			// The overdue check (every 300ms here) flags it once.
+			var d struct{ Events []struct{ Kind, Message string } }
+			n := 0
+			for deadline := time.Now().Add(5 * time.Second); n == 0 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+				d.Events = nil
+				e.get("/api/v1/documents/"+p.ID, "watcher", &d)
+				for _, ev := range d.Events {
+					if strings.HasPrefix(ev.Message, "functional ack overdue") {
+						n++
+					}
+				}
+			}
+			time.Sleep(time.Second) // more checks run: still one event
+			d.Events, n = nil, 0
+			e.get("/api/v1/documents/"+p.ID, "watcher", &d)
+			for _, ev := range d.Events {
+				if strings.HasPrefix(ev.Message, "functional ack overdue") {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("overdue PO: %d overdue events, want exactly 1: %+v", n, d.Events)
+			}
+		}
+	}
+	var overdue []apiPO
+	e.get("/api/v1/purchase-orders?status=overdue", "watcher", &overdue)
+	if len(overdue) != 1 || overdue[0].PONumber != "4500012403" {
+		t.Errorf("?status=overdue: %+v", overdue)
+	}
+}
+
+type apiFile struct {
+	ID, Name, Direction, State string
+}
+
+func names(dir string) []string {
+	ents, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
