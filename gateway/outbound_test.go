@@ -136,7 +136,9 @@ documents:`, in, out))
 				t.Errorf("unanswered PO has an ack: %+v", p)
 			}
 			// The overdue check (every 300ms here) flags it once.
-			var d struct{ Events []struct{ Kind, Message string } }
+			var d struct {
+				Events []struct{ Kind, Message string }
+			}
 			n := 0
 			for deadline := time.Now().Add(5 * time.Second); n == 0 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 				d.Events = nil
