@@ -359,4 +359,42 @@ func TestAPI(t *testing.T) {
 			t.Errorf("audit log lacks %q:\n%s", w, strings.Join(got, "\n"))
 		}
 	}
+
+	// The counters moved as the run above says they must.
+	status, b = e.call("GET", "/metrics", "", nil)
+	if status != 200 {
+		t.Fatalf("/metrics: %d", status)
+	}
+	for _, want := range []string{
+		`edigw_files_received_total{channel="sftp",outcome="received",partner="retail"} 2`,
+		`edigw_files_received_total{channel="sftp",outcome="received",partner="acme"} 1`,
+		`edigw_documents_total{outcome="mapped",partner="retail",type="850"} 1`,
+		`edigw_documents_total{outcome="rejected",partner="retail",type="850"} 1`,
+		`edigw_documents_total{outcome="delivered",partner="retail",type="850"} 2`, // once, and again after the replay
+		`edigw_documents_total{outcome="delivered",partner="acme",type="856"} 1`,
+		`edigw_erp_requests_total{endpoint="purchase-orders",outcome="ok"} 2`,
+		`edigw_sftp_logins_total{outcome="ok",partner="retail"} 1`,
+		`edigw_sftp_logins_total{outcome="ok",partner="acme"} 1`,
+		`edigw_poll_runs_total{partner="globex",poll="globex-ftp",status="failed"} 1`,
+		`edigw_queue_depth{kind="document",state="done"} 3`,
+		`edigw_queue_depth{kind="file",state="done"} 3`,
+		`edigw_stage_seconds_count{stage="file"} 3`,
+	} {
+		if !bytes.Contains(b, []byte(want+"\n")) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", grepLines(b, "edigw_"))
+	}
+}
+
+func grepLines(b []byte, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/edigw/edigw/gateway/archive"
 	"github.com/edigw/edigw/gateway/erp"
 	"github.com/edigw/edigw/gateway/erpsink"
+	"github.com/edigw/edigw/gateway/metrics"
 	"github.com/edigw/edigw/gateway/outbox"
 	"github.com/edigw/edigw/gateway/sftpd"
 	"github.com/edigw/edigw/partners"
@@ -42,6 +43,7 @@ type Gateway struct {
 	web     *http.Server // API, console, metrics, health
 	parts   atomic.Pointer[partners.Set]
 	sched   *schedules.Scheduler // nil when schedules are disabled on this node
+	metrics *metrics.Metrics
 
 	wake chan struct{} // a new file arrived: workers look at once
 }
@@ -65,7 +67,10 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.sftp, err = sftpd.New(sftpd.Config{Addr: cfg.SFTP.Listen, HostKeyDir: cfg.SFTP.HostKeyDir, Users: g.partners,
 		Inbox: g, Outbox: g.outbox, MaxFileSize: cfg.SFTP.MaxFileSize, IdleTimeout: cfg.SFTP.IdleTimeout,
-		BanAfter: cfg.SFTP.BanAfter, BanFor: cfg.SFTP.BanFor, TempDir: filepath.Join(cfg.DataDir, "uploads"), Logger: log})
+		BanAfter: cfg.SFTP.BanAfter, BanFor: cfg.SFTP.BanFor, TempDir: filepath.Join(cfg.DataDir, "uploads"), Logger: log,
+		OnLogin: func(partner string, ok bool) {
+			g.metrics.SFTPLogins.WithLabelValues(partner, map[bool]string{true: "ok", false: "failed"}[ok]).Inc()
+		}})
 	if err != nil {
 		return nil, err
 	}
@@ -287,12 +292,15 @@ func (g *Gateway) claimFiles(ctx context.Context) bool {
 		sctx, cancel := g.stageCtx()
 		f := it.File
 		var err error
+		start := time.Now()
 		switch f.Work.Stage() {
 		case spool.StateReceived:
 			if f.Direction == spool.Outbound {
 				err = g.outboundStage(sctx, f)
+				g.metrics.Since("outbound", start)
 			} else {
 				err = g.fileStage(sctx, f)
+				g.metrics.Since("file", start)
 			}
 		case spool.StateAcked:
 			err = g.fileArchiveStage(sctx, f)
@@ -323,7 +331,10 @@ func (g *Gateway) claimDocuments(ctx context.Context) bool {
 	}
 	for _, it := range items {
 		sctx, cancel := g.stageCtx()
-		if err := g.documentStage(sctx, it.Document); err != nil {
+		start := time.Now()
+		err := g.documentStage(sctx, it.Document)
+		g.metrics.Since("document", start)
+		if err != nil {
 			g.stageFailed(sctx, it.Document.ID, it.Document.Work, err)
 		}
 		cancel()

@@ -88,5 +88,6 @@ func (g *Gateway) httpHandler() (http.Handler, error) {
 		return err
 	}
 	api.New(g.Ops(), api.NewTokens(ts), ready, g.log).Register(mux)
+	mux.Handle("GET /metrics", g.metrics.Handler())
 	return mux, nil
 }

@@ -234,10 +234,20 @@ func (g *Gateway) checkOverdue(ctx context.Context) {
 		g.log.Error("overdue check", "err", err)
 		return
 	}
+	overdue := map[string]int{}
+	for _, p := range g.partners().Partners() {
+		overdue[p.ID] = 0
+	}
+	defer func() {
+		for p, n := range overdue {
+			g.metrics.AcksOverdue.WithLabelValues(p).Set(float64(n))
+		}
+	}()
 	for _, po := range pos {
 		if po.Status != ops.POOverdue {
 			continue
 		}
+		overdue[po.Document.Partner]++
 		evs, err := g.store.Events(ctx, po.Document.ID)
 		if err != nil {
 			g.log.Error("overdue check", "message_id", po.Document.ID, "err", err)

@@ -249,6 +249,7 @@ func (g *Gateway) recordDocument(ctx context.Context, log *slog.Logger, f *spool
 	if err != nil {
 		return fmt.Errorf("set %s %s: %w", s.id, s.set, err)
 	}
+	g.metrics.Documents.WithLabelValues(f.Partner, s.id, string(s.state)).Inc()
 	for _, w := range s.warnings {
 		g.note(ctx, d.ID, "note", w)
 	}
@@ -459,7 +460,27 @@ func (g *Gateway) archiveBlob(ctx context.Context, key string, ref spool.BlobRef
 		return err
 	}
 	defer r.Close()
-	return g.archive.Put(ctx, archive.Object{Key: key, Body: r, Size: ref.Size, SHA256: ref.SHA256, ContentType: contentType})
+	err = g.archive.Put(ctx, archive.Object{Key: key, Body: r, Size: ref.Size, SHA256: ref.SHA256, ContentType: contentType})
+	g.metrics.ArchivePuts.WithLabelValues(outcome(err)).Inc()
+	return err
+}
+
+func outcome(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
+}
+
+// erpOutcome names a delivery result for the metrics.
+func erpOutcome(res erp.Result) string {
+	switch res.Outcome {
+	case erp.Delivered:
+		return "ok"
+	case erp.Retry:
+		return "retry"
+	}
+	return "refused"
 }
 
 // documentStage delivers a mapped document to the ERP, then archives it.
@@ -493,8 +514,10 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 				return err
 			}
 		}
+		g.metrics.ERPRequests.WithLabelValues(doc.ERP, erpOutcome(res)).Inc()
 		switch res.Outcome {
 		case erp.Delivered:
+			g.metrics.Documents.WithLabelValues(d.Partner, d.Type, "delivered").Inc()
 			log.Info("delivered to the ERP", "endpoint", doc.ERP, "status", res.Status, "replayed", res.Replayed)
 			if err := c.step(ctx, stage, spool.StateDelivered); err != nil {
 				return err
@@ -504,12 +527,14 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 			wait, ok := g.backoff.Next(d.Work.Attempts+1, res.RetryAfter)
 			if !ok {
 				log.Error("ERP delivery failed for the last time", "err", res.Err)
+				g.metrics.Documents.WithLabelValues(d.Partner, d.Type, "dead").Inc()
 				return c.end(ctx, stage, spool.StateDead, spool.WithReason(fmt.Sprintf("gave up after %d attempts: %v", d.Work.Attempts+1, res.Err)))
 			}
 			log.Warn("ERP delivery will be retried", "err", res.Err, "in", wait)
 			return c.retry(ctx, res.Err, time.Now().Add(wait))
 		default:
 			log.Error("ERP refused the document", "status", res.Status, "err", res.Err)
+			g.metrics.Documents.WithLabelValues(d.Partner, d.Type, "dead").Inc()
 			return c.end(ctx, stage, spool.StateDead,
 				spool.WithReason(fmt.Sprintf("ERP refused it (HTTP %d): %v: %s", res.Status, res.Err, clip(res.Body))))
 		}

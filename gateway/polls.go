@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edigw/edigw/gateway/metrics"
 	"github.com/edigw/edigw/gateway/transport"
 	"github.com/edigw/edigw/partners"
 	"github.com/edigw/edigw/schedules"
@@ -78,7 +79,11 @@ func (r pollRemote) List(ctx context.Context) ([]schedules.File, error) {
 // Runner is the poll runner of this node: fetched files go into the spool
 // like uploads do.
 func (g *Gateway) Runner() *schedules.Runner {
-	return &schedules.Runner{Store: g.store, Sink: g.acceptPolled, Owner: g.id, Log: g.log, Lease: g.cfg.Schedules.Lease}
+	return &schedules.Runner{Store: g.store, Sink: g.acceptPolled, Owner: g.id, Log: g.log, Lease: g.cfg.Schedules.Lease,
+		OnRun: func(r spool.PollRun) {
+			g.metrics.PollRuns.WithLabelValues(r.Partner, r.Poll, string(r.Status)).Inc()
+			g.metrics.PollFiles.WithLabelValues(r.Partner, r.Poll).Add(float64(r.Fetched))
+		}}
 }
 
 // acceptPolled is the schedules.Sink: the file is durable (blob fsync'd,
@@ -114,6 +119,7 @@ func (g *Gateway) spoolFile(ctx context.Context, nf spool.NewFile, r io.Reader) 
 	if err != nil {
 		return "", fmt.Errorf("spool record: %w", err)
 	}
+	g.metrics.FilesReceived.WithLabelValues(p.ID, nf.Channel, string(f.State)).Inc()
 	g.log.Info("file received", "message_id", f.ID, "partner", p.ID, "channel", nf.Channel, "file", nf.Name,
 		"size", ref.Size, "state", f.State)
 	select {
@@ -170,6 +176,17 @@ func OpenPolls(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, er
 		return nil, fmt.Errorf("partners %s: %w", cfg.Partners, err)
 	}
 	g.parts.Store(set)
+	g.metrics = metrics.New(func(ctx context.Context) (map[string]map[string]int, error) {
+		d, err := g.store.Depth(ctx)
+		out := map[string]map[string]int{}
+		for k, states := range d {
+			out[string(k)] = map[string]int{}
+			for st, n := range states {
+				out[string(k)][string(st)] = n
+			}
+		}
+		return out, err
+	}, log)
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, err
 	}

@@ -106,6 +106,8 @@ type Runner struct {
 	MaxSettle time.Duration
 	// Now replaces time.Now (tests).
 	Now func() time.Time
+	// OnRun, when set, is told of every finished run (for metrics).
+	OnRun func(spool.PollRun)
 }
 
 func (r *Runner) now() time.Time {
@@ -172,6 +174,9 @@ func (r *Runner) Run(ctx context.Context, p *Poll, trigger string) (spool.PollRu
 	}
 	log.Info("poll run finished", "status", run.Status, "seen", run.Seen, "fetched", run.Fetched,
 		"skipped", run.Skipped, "failed", run.Failed)
+	if r.OnRun != nil {
+		r.OnRun(run)
+	}
 	if runErr != nil {
 		return run, fmt.Errorf("partner %s: poll %s: %w", p.Partner, p.Name, runErr)
 	}
@@ -277,7 +282,7 @@ func (s *pollRun) sort(ctx context.Context, listing []File) (ready, waiting []Fi
 		}
 		s.run.Seen++
 		m, known := s.mem[f.Name]
-		same := known && m.Size == f.Size && m.ModTime.Equal(f.ModTime)
+		same := known && unchanged(m, f)
 		if known && m.FileID != "" {
 			switch {
 			case !m.Done && (same || s.p.After != Keep):
@@ -326,6 +331,14 @@ func (s *pollRun) observe(ctx context.Context, f File, now time.Time) error {
 	return s.Store.PutRemoteFile(context.WithoutCancel(ctx), m)
 }
 
+// unchanged reports whether f is listed as remembered in m. Modification
+// times are compared to the microsecond, the precision the store keeps (a
+// local folder lists nanoseconds: compared exactly, a remembered file would
+// never be the same again).
+func unchanged(m spool.RemoteFile, f File) bool {
+	return m.Size == f.Size && m.ModTime.Truncate(time.Microsecond).Equal(f.ModTime.Truncate(time.Microsecond))
+}
+
 // settle waits until the first waiting file would be stable, if that is
 // within MaxSettle, lists again and returns the waiting files that did not
 // change meanwhile. The others count as skipped: a later run looks again.
@@ -363,8 +376,10 @@ func (s *pollRun) settle(ctx context.Context, waiting []File) ([]File, error) {
 		switch {
 		case !ok:
 			s.run.Skipped++ // vanished meanwhile
-		case g.Size == m.Size && g.ModTime.Equal(m.ModTime) && now.Sub(m.Since) >= s.p.StableFor:
+		case unchanged(m, g) && now.Sub(m.Since) >= s.p.StableFor:
 			ready = append(ready, g)
+		case unchanged(m, g):
+			s.run.Skipped++ // unchanged but not stable yet: it keeps its Since
 		default:
 			s.run.Skipped++ // still changing
 			if err := s.observe(ctx, g, now); err != nil {

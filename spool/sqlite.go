@@ -1672,3 +1672,30 @@ func (s *SQLite) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, er
 	}
 	return es, nil
 }
+
+// Depth implements [Reader].
+func (s *SQLite) Depth(ctx context.Context) (map[Kind]map[State]int, error) {
+	out := map[Kind]map[State]int{KindFile: {}, KindDocument: {}}
+	for kind, tbl := range map[Kind]string{KindFile: "files", KindDocument: "documents"} {
+		rows, err := s.r.QueryContext(ctx, "SELECT state, COUNT(*) FROM "+tbl+" GROUP BY state")
+		if err != nil {
+			return nil, fmt.Errorf("spool: depth: %w", err)
+		}
+		for rows.Next() {
+			var st string
+			var n int
+			if err := rows.Scan(&st, &n); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("spool: depth: %w", err)
+			}
+			out[kind][State(st)] = n
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -118,6 +118,8 @@ type Reader interface {
 	ListDocuments(ctx context.Context, f DocumentFilter) (docs []Document, next string, err error)
 	// Events returns id's log, oldest first.
 	Events(ctx context.Context, id ID) ([]Event, error)
+	// Depth counts files and documents by state (for queue-depth metrics).
+	Depth(ctx context.Context) (map[Kind]map[State]int, error)
 }
 
 // Counters hands out control numbers.

@@ -177,6 +177,7 @@ func (c *conn) serve() {
 	c.sessionID = hex.EncodeToString(sconn.SessionID())[:16]
 	c.log = c.log.With("partner", c.partner.ID, "user", c.user.User, "session", c.sessionID)
 	c.log.Info("sftp login", "method", c.method, "key", c.keyFP)
+	c.srv.onLogin(c.partner, true)
 	defer func() {
 		c.log.Info("sftp logout", "duration", time.Since(start).Round(time.Millisecond).String())
 	}()
@@ -272,6 +273,7 @@ func (c *conn) fail(meta ssh.ConnMetadata, method, reason string, p *partners.Pa
 		attrs = append(attrs, "partner", p.ID)
 	}
 	c.log.Info("sftp login failed", attrs...)
+	c.srv.onLogin(p, false)
 }
 
 // recordFailure counts failed logins for the ban.
@@ -342,6 +344,7 @@ func (c *conn) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permiss
 			attrs = append(attrs, "partner", p.ID)
 		}
 		c.log.Info("sftp login failed", attrs...)
+		c.srv.onLogin(p, false)
 		c.keyRejected = true
 		return nil, errAuth
 	}
@@ -516,4 +519,16 @@ func (c *idleConn) hold() (release func()) {
 			}
 		})
 	}
+}
+
+// onLogin reports a login attempt to the OnLogin hook.
+func (s *Server) onLogin(p *partners.Partner, ok bool) {
+	if s.cfg.OnLogin == nil {
+		return
+	}
+	id := ""
+	if p != nil {
+		id = p.ID
+	}
+	s.cfg.OnLogin(id, ok)
 }

@@ -99,6 +99,9 @@ type Config struct {
 	// <os.TempDir()>/edigw-sftpd.
 	TempDir string
 	Logger  *slog.Logger
+	// OnLogin, when set, is told of every login attempt: the partner ("" for
+	// an unknown user) and whether it succeeded (for metrics).
+	OnLogin func(partner string, ok bool)
 }
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown.

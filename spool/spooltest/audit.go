@@ -54,3 +54,21 @@ func testAudit(t *testing.T, h harness) {
 		t.Errorf("after reopen: %d entries, want 3", len(got))
 	}
 }
+
+// Depth counts files and documents by state.
+func testDepth(t *testing.T, h harness) {
+	s := h.store(t)
+	f1 := addFile(t, s, "acme")
+	addFile(t, s, "acme")
+	addDoc(t, s, f1.ID, 0, spool.StateMapped)
+	addDoc(t, s, f1.ID, 1, spool.StateMapped)
+	addDoc(t, s, f1.ID, 2, spool.StateHeld)
+	d, err := s.Depth(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d[spool.KindFile][spool.StateReceived] != 2 || d[spool.KindDocument][spool.StateMapped] != 2 || d[spool.KindDocument][spool.StateHeld] != 1 ||
+		len(d[spool.KindFile]) != 1 || len(d[spool.KindDocument]) != 2 {
+		t.Errorf("Depth = %v", d)
+	}
+}

@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) spool.Store) {
 		{"Durability", testDurability},
 		{"ListFiles", testListFiles},
 		{"Audit", testAudit},
+		{"Depth", testDepth},
 		{"ListDocuments", testListDocuments},
 		{"PollRuns", testPollRuns},
 		{"PollLeaseConcurrent", testPollLeaseConcurrent},
