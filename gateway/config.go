@@ -90,6 +90,9 @@ type Config struct {
 		Tokens []TokenConfig `yaml:"tokens"`
 	} `yaml:"http"`
 
+	// Webhooks receive CloudEvents about files and documents.
+	Webhooks []WebhookConfig `yaml:"webhooks"`
+
 	Schedules struct {
 		// Enabled runs the partners' polls on this node (default true).
 		Enabled *bool `yaml:"enabled"`
@@ -184,6 +187,17 @@ func (c *Config) defaults() {
 	if c.Workers.Poll <= 0 {
 		c.Workers.Poll = 200 * time.Millisecond
 	}
+}
+
+// WebhookConfig is one webhook subscriber: events (file.received,
+// document.delivered, document.failed, ack.received, ack.overdue; none =
+// all) POSTed to URL as CloudEvents, signed with the secret (HMAC-SHA256).
+type WebhookConfig struct {
+	Name       string   `yaml:"name"`
+	URL        string   `yaml:"url"`
+	SecretEnv  string   `yaml:"secret_env"`
+	SecretFile string   `yaml:"secret_file"`
+	Events     []string `yaml:"events"`
 }
 
 // TokenConfig is one API token: a name (shown in the audit log), a role

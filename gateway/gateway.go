@@ -22,6 +22,7 @@ import (
 	"github.com/edigw/edigw/gateway/metrics"
 	"github.com/edigw/edigw/gateway/outbox"
 	"github.com/edigw/edigw/gateway/sftpd"
+	"github.com/edigw/edigw/gateway/webhooks"
 	"github.com/edigw/edigw/partners"
 	"github.com/edigw/edigw/schedules"
 	"github.com/edigw/edigw/spool"
@@ -44,6 +45,7 @@ type Gateway struct {
 	parts   atomic.Pointer[partners.Set]
 	sched   *schedules.Scheduler // nil when schedules are disabled on this node
 	metrics *metrics.Metrics
+	hooks   *webhooks.Dispatcher // nil in CLI processes (OpenPolls)
 
 	wake chan struct{} // a new file arrived: workers look at once
 }
@@ -72,6 +74,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
 			g.metrics.SFTPLogins.WithLabelValues(partner, map[bool]string{true: "ok", false: "failed"}[ok]).Inc()
 		}})
 	if err != nil {
+		return nil, err
+	}
+	if g.hooks, err = g.webhooks(); err != nil {
 		return nil, err
 	}
 	if *cfg.Schedules.Enabled {
@@ -179,6 +184,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}()
 		}
 	}
+	g.hooks.Start(ctx, 2)
 	work(g.cfg.Workers.Files, g.claimFiles)
 	work(g.cfg.Workers.Documents, g.claimDocuments)
 	if g.sched != nil {
@@ -220,6 +226,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.web.Shutdown(sctx)
 	wg.Wait()
+	g.hooks.Wait()
 	return errors.Join(runErr, g.store.Close())
 }
 
@@ -351,6 +358,8 @@ func (g *Gateway) stageFailed(ctx context.Context, id spool.ID, w spool.Work, er
 		g.log.Error("stage failed for the last time", "message_id", id, "stage", w.Stage(), "err", err)
 		if terr := g.store.Transition(ctx, id, w.Stage(), spool.StateDead, g.owner(), spool.WithReason(err.Error())); terr != nil {
 			g.log.Error("could not mark dead", "message_id", id, "err", terr)
+		} else if id.Kind() == spool.KindDocument {
+			g.hooks.Emit(webhooks.DocumentFailed, string(id), map[string]any{"state": spool.StateDead, "stage": w.Stage(), "reason": err.Error()})
 		}
 		return
 	}

@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/edigw/edigw/gateway/api"
 	"github.com/edigw/edigw/gateway/ops"
+	"github.com/edigw/edigw/gateway/webhooks"
 	"github.com/edigw/edigw/partners"
 	"github.com/edigw/edigw/spool"
 )
@@ -87,7 +89,33 @@ func (g *Gateway) httpHandler() (http.Handler, error) {
 		_, err := g.store.ListRuns(ctx, spool.RunFilter{Limit: 1})
 		return err
 	}
-	api.New(g.Ops(), api.NewTokens(ts), ready, g.log).Register(mux)
+	tokens := api.NewTokens(ts)
+	api.New(g.Ops(), tokens, ready, g.log).Register(mux)
 	mux.Handle("GET /metrics", g.metrics.Handler())
 	return mux, nil
+}
+
+// webhooks builds the dispatcher of the configured webhooks.
+func (g *Gateway) webhooks() (*webhooks.Dispatcher, error) {
+	var eps []webhooks.Endpoint
+	known := []string{webhooks.FileReceived, webhooks.DocumentDelivered, webhooks.DocumentFailed, webhooks.AckReceived, webhooks.AckOverdue}
+	for i, w := range g.cfg.Webhooks {
+		where := fmt.Sprintf("webhooks[%d]", i)
+		if w.Name == "" || w.URL == "" {
+			return nil, fmt.Errorf("%s: name and url are required", where)
+		}
+		secret, err := partners.SecretRef{Env: w.SecretEnv, File: w.SecretFile, Field: where}.Resolve("")
+		if err != nil || secret == "" {
+			return nil, fmt.Errorf("%s (%s): a secret is required (secret_env or secret_file): %v", where, w.Name, err)
+		}
+		for _, ev := range w.Events {
+			if !slices.Contains(known, ev) {
+				return nil, fmt.Errorf("%s (%s): event %q is not one of %s", where, w.Name, ev, strings.Join(known, ", "))
+			}
+		}
+		eps = append(eps, webhooks.Endpoint{Name: w.Name, URL: w.URL, Secret: secret, Events: w.Events})
+	}
+	d := webhooks.New(eps, "edigw/"+g.id, g.log)
+	d.OnResult = func(event, outcome string) { g.metrics.Webhooks.WithLabelValues(event, outcome).Inc() }
+	return d, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/edigw/edigw/gateway/archive"
 	"github.com/edigw/edigw/gateway/ops"
 	"github.com/edigw/edigw/gateway/transport"
+	"github.com/edigw/edigw/gateway/webhooks"
 	"github.com/edigw/edigw/mapping"
 	"github.com/edigw/edigw/partners"
 	"github.com/edigw/edigw/spool"
@@ -219,6 +220,8 @@ func (g *Gateway) reconcileAck(ctx context.Context, p *partners.Partner, inbound
 		spool.WithActor(g.id), spool.WithReason(reason), spool.WithDetail(detail)); err != nil {
 		return err
 	}
+	g.hooks.Emit(webhooks.AckReceived, string(d.ID), map[string]any{"partner": p.ID, "poNumber": d.BusinessKey, "kind": fa.kind,
+		"status": fa.status, "errors": fa.errors, "ackInterchange": inbound})
 	g.log.Info("functional ack received", "message_id", d.ID, "partner", p.ID, "po", d.BusinessKey, "status", fa.status, "kind", fa.kind)
 	return nil
 }
@@ -266,6 +269,8 @@ func (g *Gateway) checkOverdue(ctx context.Context) {
 			g.log.Error("overdue check", "message_id", po.Document.ID, "err", err)
 			continue
 		}
+		g.hooks.Emit(webhooks.AckOverdue, string(po.Document.ID), map[string]any{"partner": po.Document.Partner,
+			"poNumber": po.Document.BusinessKey, "isa13": po.ISA13, "dueBy": po.AckDueBy})
 		g.log.Warn("purchase order ack overdue", "message_id", po.Document.ID, "partner", po.Document.Partner,
 			"po", po.Document.BusinessKey, "isa13", po.ISA13, "due", po.AckDueBy)
 	}

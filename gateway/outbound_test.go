@@ -2,16 +2,23 @@ package gateway_test
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/edigw/edigw/gateway/webhooks"
 )
 
 type apiPO struct {
@@ -25,7 +32,9 @@ type apiPO struct {
 // becomes overdue.
 func TestOutboundPurchaseOrders(t *testing.T) {
 	in, out := t.TempDir(), t.TempDir() // the partner's folders: what it sends us, what we send it
-	e := newEnvWith(t, func(parts string) {
+	hooks := newHookReceiver(t, "hook-secret-for-tests")
+	t.Setenv("EDIGW_TEST_HOOK_SECRET", "hook-secret-for-tests")
+	e := newEnvConfig(t, func(parts string) {
 		p := filepath.Join(parts, "globex", "partner.yaml")
 		b, _ := os.ReadFile(p)
 		s := string(b)
@@ -44,7 +53,7 @@ outbound:
 documents:`, in, out))
 		s = strings.Replace(s, "acks:\n  functional: \"997\"", "acks:\n  functional: \"997\"\n  expect_ack_within: 4s", 1)
 		os.WriteFile(p, []byte(s), 0o644)
-	})
+	}, fmt.Sprintf("webhooks: [{name: test, url: %q, secret_env: EDIGW_TEST_HOOK_SECRET}]\n", hooks.url))
 	po, err := os.ReadFile("../deploy/examples/partners/globex/testdata/po-4500012401.json")
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +174,21 @@ documents:`, in, out))
 	var overdue []apiPO
 	e.get("/api/v1/purchase-orders?status=overdue", "watcher", &overdue)
 	if len(overdue) != 1 || overdue[0].PONumber != "4500012403" {
-		t.Errorf("?status=overdue: %+v", overdue)
+		t.Fatalf("?status=overdue: %+v", overdue)
+	}
+
+	// Webhooks told the subscriber: two acks received, one overdue (once), two 997 files received.
+	for deadline := time.Now().Add(10 * time.Second); hooks.count("ack.received", "") < 2 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := hooks.count("ack.received", ""); n != 2 {
+		t.Errorf("%d ack.received events, want 2", n)
+	}
+	if n := hooks.count("ack.overdue", overdue[0].ID); n != 1 {
+		t.Errorf("%d ack.overdue events for the unanswered PO, want 1", n)
+	}
+	if n := hooks.count("file.received", ""); n != 2 {
+		t.Errorf("%d file.received events, want 2 (the two 997s)", n)
 	}
 }
 
@@ -180,4 +203,52 @@ func names(dir string) []string {
 		out = append(out, e.Name())
 	}
 	return out
+}
+
+// hookReceiver is a webhook subscriber on loopback that checks signatures.
+type hookReceiver struct {
+	url    string
+	mu     sync.Mutex
+	events []webhooks.Event
+}
+
+func newHookReceiver(t *testing.T, secret string) *hookReceiver {
+	h := &hookReceiver{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ts, _ := strconv.ParseInt(r.Header.Get(webhooks.HeaderTimestamp), 10, 64)
+		if !hmac.Equal([]byte(r.Header.Get(webhooks.HeaderSignature)), []byte(webhooks.Sign([]byte(secret), ts, body))) {
+			t.Errorf("webhook with a bad signature: %s", body)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var ev webhooks.Event
+		if err := json.Unmarshal(body, &ev); err != nil || ev.SpecVersion != "1.0" {
+			t.Errorf("webhook body is not a CloudEvent: %s", body)
+		}
+		h.mu.Lock()
+		h.events = append(h.events, ev)
+		h.mu.Unlock()
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	h.url = "http://" + ln.Addr().String() + "/events"
+	return h
+}
+
+// count returns how many events of type (e.g. "ack.received") came about subject ("" = any).
+func (h *hookReceiver) count(typ, subject string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, ev := range h.events {
+		if ev.Type == webhooks.TypePrefix+typ && (subject == "" || ev.Subject == subject) {
+			n++
+		}
+	}
+	return n
 }

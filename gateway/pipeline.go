@@ -14,6 +14,7 @@ import (
 	"github.com/edigw/edigw/edi"
 	"github.com/edigw/edigw/gateway/archive"
 	"github.com/edigw/edigw/gateway/erp"
+	"github.com/edigw/edigw/gateway/webhooks"
 	"github.com/edigw/edigw/mapping"
 	"github.com/edigw/edigw/partners"
 	"github.com/edigw/edigw/spool"
@@ -250,6 +251,9 @@ func (g *Gateway) recordDocument(ctx context.Context, log *slog.Logger, f *spool
 		return fmt.Errorf("set %s %s: %w", s.id, s.set, err)
 	}
 	g.metrics.Documents.WithLabelValues(f.Partner, s.id, string(s.state)).Inc()
+	if s.state == spool.StateRejected || s.state == spool.StateHeld {
+		g.docFailed(d, s.state, s.reason)
+	}
 	for _, w := range s.warnings {
 		g.note(ctx, d.ID, "note", w)
 	}
@@ -465,6 +469,14 @@ func (g *Gateway) archiveBlob(ctx context.Context, key string, ref spool.BlobRef
 	return err
 }
 
+// docFailed tells webhook subscribers a document stopped: rejected (bad
+// EDI), held (no mapping, mapping failed) or dead (the ERP refused it or
+// retries ran out).
+func (g *Gateway) docFailed(d spool.Document, state spool.State, reason string) {
+	g.hooks.Emit(webhooks.DocumentFailed, string(d.ID), map[string]any{"partner": d.Partner, "type": d.Type, "state": state,
+		"reason": reason, "businessKey": d.BusinessKey, "fileId": d.FileID})
+}
+
 func outcome(err error) string {
 	if err != nil {
 		return "error"
@@ -518,6 +530,8 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 		switch res.Outcome {
 		case erp.Delivered:
 			g.metrics.Documents.WithLabelValues(d.Partner, d.Type, "delivered").Inc()
+			g.hooks.Emit(webhooks.DocumentDelivered, string(d.ID), map[string]any{"partner": d.Partner, "type": d.Type,
+				"businessKey": d.BusinessKey, "idempotencyKey": d.IdempotencyKey, "erpStatus": res.Status, "fileId": d.FileID})
 			log.Info("delivered to the ERP", "endpoint", doc.ERP, "status", res.Status, "replayed", res.Replayed)
 			if err := c.step(ctx, stage, spool.StateDelivered); err != nil {
 				return err
@@ -528,6 +542,7 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 			if !ok {
 				log.Error("ERP delivery failed for the last time", "err", res.Err)
 				g.metrics.Documents.WithLabelValues(d.Partner, d.Type, "dead").Inc()
+				g.docFailed(*d, spool.StateDead, fmt.Sprint(res.Err))
 				return c.end(ctx, stage, spool.StateDead, spool.WithReason(fmt.Sprintf("gave up after %d attempts: %v", d.Work.Attempts+1, res.Err)))
 			}
 			log.Warn("ERP delivery will be retried", "err", res.Err, "in", wait)
@@ -535,6 +550,7 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 		default:
 			log.Error("ERP refused the document", "status", res.Status, "err", res.Err)
 			g.metrics.Documents.WithLabelValues(d.Partner, d.Type, "dead").Inc()
+			g.docFailed(*d, spool.StateDead, fmt.Sprintf("ERP refused it (HTTP %d): %v", res.Status, res.Err))
 			return c.end(ctx, stage, spool.StateDead,
 				spool.WithReason(fmt.Sprintf("ERP refused it (HTTP %d): %v: %s", res.Status, res.Err, clip(res.Body))))
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edigw/edigw/gateway/metrics"
 	"github.com/edigw/edigw/gateway/transport"
+	"github.com/edigw/edigw/gateway/webhooks"
 	"github.com/edigw/edigw/partners"
 	"github.com/edigw/edigw/schedules"
 	"github.com/edigw/edigw/spool"
@@ -120,6 +121,8 @@ func (g *Gateway) spoolFile(ctx context.Context, nf spool.NewFile, r io.Reader) 
 		return "", fmt.Errorf("spool record: %w", err)
 	}
 	g.metrics.FilesReceived.WithLabelValues(p.ID, nf.Channel, string(f.State)).Inc()
+	g.hooks.Emit(webhooks.FileReceived, string(f.ID), map[string]any{"partner": p.ID, "channel": nf.Channel, "name": nf.Name,
+		"size": ref.Size, "sha256": ref.SHA256, "state": f.State, "duplicateOf": f.DuplicateOf})
 	g.log.Info("file received", "message_id", f.ID, "partner", p.ID, "channel", nf.Channel, "file", nf.Name,
 		"size", ref.Size, "state", f.State)
 	select {
