@@ -15,6 +15,7 @@ import (
 
 	"github.com/edigw/edigw/gateway/api"
 	"github.com/edigw/edigw/gateway/ops"
+	"github.com/edigw/edigw/gateway/web"
 	"github.com/edigw/edigw/gateway/webhooks"
 	"github.com/edigw/edigw/partners"
 	"github.com/edigw/edigw/spool"
@@ -91,6 +92,7 @@ func (g *Gateway) httpHandler() (http.Handler, error) {
 	}
 	tokens := api.NewTokens(ts)
 	api.New(g.Ops(), tokens, ready, g.log).Register(mux)
+	web.New(g.Ops(), tokens, g.log).Register(mux)
 	mux.Handle("GET /metrics", g.metrics.Handler())
 	return mux, nil
 }

@@ -14,6 +14,7 @@ command -v sftp >/dev/null && command -v ssh-keygen >/dev/null || need_apt+=(ope
 [[ -x /usr/sbin/sshd ]] || need_apt+=(openssh-server)
 [[ -x /usr/sbin/vsftpd ]] || need_apt+=(vsftpd)
 command -v openssl >/dev/null || need_apt+=(openssl)
+[[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
 	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
 		export DEBIAN_FRONTEND=noninteractive
