@@ -46,10 +46,12 @@ func (s *Scheduler) Start() { s.cron.Start() }
 // Stop stops scheduling, cancels runs in progress (each records how far it
 // got) and waits for them, or for ctx.
 func (s *Scheduler) Stop(ctx context.Context) {
-	s.cron.Stop()
+	// A tick cron has just started may not have reached its wg.Add yet:
+	// wait for cron's own jobs to end before waiting for s.wg.
+	ticks := s.cron.Stop()
 	s.stop()
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() { <-ticks.Done(); s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():

@@ -2,7 +2,8 @@
 # Installs or starts what the tests need, idempotently: the OpenSSH client
 # (sftp, ssh-keygen) for the SFTP listener and end-to-end tests, OpenSSH
 # sshd and vsftpd as partner servers for the transports, openssl for the
-# FTPS test CA, and versitygw (a real S3-API server) for the archive. As root it uses apt-get;
+# FTPS test CA, chromium for the console's browser test, and versitygw (a real S3-API
+# server) for the archive and s3:// polls. As root it uses apt-get;
 # otherwise it only reports what is missing (the tests then fail in CI and
 # skip elsewhere).
 set -euo pipefail
