@@ -398,6 +398,9 @@ func partnerOf(p ops.PartnerView) partnerJSON {
 	if out.SFTPUsers == nil {
 		out.SFTPUsers = []string{}
 	}
+	if out.Documents == nil {
+		out.Documents = []string{}
+	}
 	for _, pv := range p.Polls {
 		out.Polls = append(out.Polls, pollOf(pv))
 	}
