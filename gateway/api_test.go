@@ -118,8 +118,14 @@ func TestAPI(t *testing.T) {
 	if len(pg.Items) != 1 || pg.Items[0].ID != asn.ID {
 		t.Errorf("by GS06/ST02: %+v", pg.Items)
 	}
-	pg = apiPage{}
-	e.get("/api/v1/documents?isa13=000000102", "watcher", &pg)
+	// The rejected 850 reaches no ERP: wait for its file to be done.
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		pg = apiPage{}
+		e.get("/api/v1/documents?isa13=000000102&state=done", "watcher", &pg)
+		if len(pg.Items) > 0 {
+			break
+		}
+	}
 	if len(pg.Items) != 1 || pg.Items[0].BusinessKey != "" || pg.Items[0].Partner != "retail" {
 		t.Fatalf("by ISA13 (the rejected 850): %+v", pg.Items)
 	}

@@ -72,6 +72,10 @@ type Config struct {
 	ERP struct {
 		// Endpoints by name, as partner documents refer to them.
 		Endpoints []EndpointConfig `yaml:"endpoints"`
+		// AckStatusEndpoint, when set, receives a functional-ack status
+		// document (functional-ack-status.v1) for every 997/999 a partner
+		// sends us; "" = none (the console and API still show them).
+		AckStatusEndpoint string `yaml:"ack_status_endpoint"`
 		// Sink runs the built-in test ERP and points every endpoint that is
 		// not configured at it (the demo and `make run`).
 		Sink struct {
@@ -124,6 +128,7 @@ func LoadConfig(path string) (*Config, error) {
 		}
 	} else {
 		c.ERP.Sink.Enabled = true
+		c.ERP.AckStatusEndpoint = "functional-acks"
 	}
 	c.defaults()
 	return c, nil

@@ -170,7 +170,7 @@ func newEnvConfig(t *testing.T, edit func(partners string), extraYAML string) *e
 	os.Setenv("EDIGW_TEST_S3_SECRET", s3Secret)
 
 	var eps strings.Builder
-	for _, name := range []string{"po-acknowledgements", "ship-notices", "invoices", "purchase-orders", "inventory"} {
+	for _, name := range []string{"po-acknowledgements", "ship-notices", "invoices", "purchase-orders", "inventory", "functional-acks"} {
 		fmt.Fprintf(&eps, "    - {name: %s, url: %q}\n", name, e.sinkURL+"/"+name)
 	}
 	e.config = filepath.Join(e.dir, "gateway.yaml")
@@ -182,6 +182,7 @@ archive:
   kind: s3
   s3: {bucket: archive, prefix: edi, region: us-east-1, endpoint: %q, path_style: true, access_key_env: EDIGW_TEST_S3_ACCESS, secret_key_env: EDIGW_TEST_S3_SECRET}
 erp:
+  ack_status_endpoint: functional-acks
   endpoints:
 %s
 workers: {files: 2, documents: 4, poll: 50ms, lease: 20s, ack_check: 300ms}

@@ -63,7 +63,10 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
 	if g.archive, err = openArchive(ctx, cfg); err != nil {
 		return nil, err
 	}
-	endpoints := cfg.erpEndpoints(set)
+	endpoints, err := cfg.erpEndpoints(set)
+	if err != nil {
+		return nil, err
+	}
 	if g.erp, err = erp.NewClient(endpoints, erp.WithLogger(log)); err != nil {
 		return nil, err
 	}
@@ -97,7 +100,7 @@ func openArchive(ctx context.Context, cfg *Config) (archive.Archive, error) {
 
 // erpEndpoints are the configured endpoints, plus, with the built-in sink,
 // every endpoint name a partner document uses that is not configured.
-func (c *Config) erpEndpoints(set *partners.Set) []erp.Endpoint {
+func (c *Config) erpEndpoints(set *partners.Set) ([]erp.Endpoint, error) {
 	var eps []erp.Endpoint
 	known := map[string]bool{}
 	for _, e := range c.ERP.Endpoints {
@@ -105,16 +108,23 @@ func (c *Config) erpEndpoints(set *partners.Set) []erp.Endpoint {
 		known[e.Name] = true
 	}
 	if c.ERP.Sink.Enabled {
+		names := []string{c.ERP.AckStatusEndpoint}
 		for _, p := range set.Partners() {
 			for _, d := range p.Documents {
-				if d.ERP != "" && !known[d.ERP] {
-					known[d.ERP] = true
-					eps = append(eps, erp.Endpoint{Name: d.ERP, URL: "http://" + c.ERP.Sink.Listen + "/" + d.ERP})
-				}
+				names = append(names, d.ERP)
+			}
+		}
+		for _, n := range names {
+			if n != "" && !known[n] {
+				known[n] = true
+				eps = append(eps, erp.Endpoint{Name: n, URL: "http://" + c.ERP.Sink.Listen + "/" + n})
 			}
 		}
 	}
-	return eps
+	if n := c.ERP.AckStatusEndpoint; n != "" && !known[n] {
+		return nil, fmt.Errorf("erp.ack_status_endpoint %q is not one of erp.endpoints", n)
+	}
+	return eps, nil
 }
 
 // partners returns the current partner profiles (swapped atomically on reload).

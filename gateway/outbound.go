@@ -201,14 +201,15 @@ func readFunctionalAck(s *edi.Set) (functionalAck, bool) {
 }
 
 // reconcileAck matches a partner's 997/999 to the outbound group it
-// answers and stores it as that interchange's acknowledgement.
-func (g *Gateway) reconcileAck(ctx context.Context, p *partners.Partner, inbound string, fa functionalAck) error {
+// answers, stores it as that interchange's acknowledgement and returns the
+// PO number it answers.
+func (g *Gateway) reconcileAck(ctx context.Context, p *partners.Partner, inbound string, fa functionalAck) (string, error) {
 	docs, _, err := g.store.ListDocuments(ctx, spool.DocumentFilter{Partner: p.ID, Direction: spool.Outbound, GroupControl: fa.groupControl, Page: spool.Page{Limit: 1}})
 	if err != nil {
-		return err
+		return "", err
 	}
 	if len(docs) == 0 || docs[0].InterchangeID == "" {
-		return fmt.Errorf("%s answers group %s, which we never sent to %s", fa.kind, fa.groupControl, p.ID)
+		return "", fmt.Errorf("%s answers group %s, which we never sent to %s", fa.kind, fa.groupControl, p.ID)
 	}
 	d := docs[0]
 	detail := map[string]any{"status": fa.status, "ackInterchange": inbound}
@@ -218,12 +219,12 @@ func (g *Gateway) reconcileAck(ctx context.Context, p *partners.Partner, inbound
 	reason := fmt.Sprintf("%s %s from %s (ISA13 %s)", fa.kind, fa.status, p.ID, inbound)
 	if err := g.store.SetInterchangeAck(ctx, d.InterchangeID, spool.Ack{Kind: fa.kind, Status: fa.status, Control: inbound, At: time.Now()},
 		spool.WithActor(g.id), spool.WithReason(reason), spool.WithDetail(detail)); err != nil {
-		return err
+		return "", err
 	}
 	g.hooks.Emit(webhooks.AckReceived, string(d.ID), map[string]any{"partner": p.ID, "poNumber": d.BusinessKey, "kind": fa.kind,
 		"status": fa.status, "errors": fa.errors, "ackInterchange": inbound})
 	g.log.Info("functional ack received", "message_id", d.ID, "partner", p.ID, "po", d.BusinessKey, "status", fa.status, "kind", fa.kind)
-	return nil
+	return d.BusinessKey, nil
 }
 
 // overdueEvent starts the note that flags an overdue purchase order (once).

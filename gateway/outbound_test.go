@@ -25,6 +25,7 @@ type apiPO struct {
 	ID, PONumber, ISA13, POStatus string
 	File                          struct{ Name, State string }
 	Ack                           *struct{ Kind, Status string }
+	Responses                     []apiDoc
 }
 
 // A purchase order posted to the API reaches the partner as a valid 850;
@@ -171,13 +172,63 @@ documents:`, in, out))
 			}
 		}
 	}
+	// The ERP got a functional-ack status document for each 997, with the PO number.
+	statuses := map[string]map[string]any{}
+	for _, d := range e.sink.Documents() {
+		var doc map[string]any
+		if json.Unmarshal(d.Body, &doc) == nil && doc["ackType"] == "997" {
+			statuses[fmt.Sprint(doc["status"])] = doc
+		}
+	}
+	if len(statuses) != 2 || statuses["accepted"] == nil || statuses["rejected"] == nil {
+		t.Errorf("functional-ack status documents at the ERP: %v", statuses)
+	} else if sets, _ := statuses["rejected"]["transactionSets"].([]any); len(sets) != 1 || sets[0].(map[string]any)["code"] != "R" {
+		t.Errorf("the rejecting 997's status document: %v", statuses["rejected"])
+	}
+	var acks apiPage
+	e.get("/api/v1/documents?type=997&key=4500012402", "watcher", &acks)
+	if len(acks.Items) != 1 || acks.Items[0].State != "done" {
+		t.Errorf("the 997 to PO 4500012402, by PO number: %+v", acks.Items)
+	}
+
+	// The partner ships: its 856 names PO 4500012401 (and another), and is linked to it.
+	sample, _ := os.ReadFile("../deploy/examples/partners/globex/testdata/856-pick-pack.x12")
+	os.WriteFile(filepath.Join(in, "856.x12"), sample, 0o644)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		pos = nil
+		e.get("/api/v1/purchase-orders?partner=globex", "watcher", &pos)
+		linked := false
+		for _, p := range pos {
+			if p.PONumber == "4500012401" {
+				for _, r := range p.Responses {
+					linked = linked || r.Type == "856"
+				}
+			}
+		}
+		if linked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the 856 is not linked to PO 4500012401: %+v\n%s", pos, tail(e.log(), 20))
+		}
+	}
+	var byPO apiPage
+	e.get("/api/v1/documents?key=4500012401", "watcher", &byPO)
+	types := map[string]bool{}
+	for _, d := range byPO.Items {
+		types[d.Type] = true
+	}
+	if !types["850"] || !types["856"] || !types["997"] {
+		t.Errorf("search by PO 4500012401 finds %+v, want the 850, the 997 and the 856", byPO.Items)
+	}
+
 	var overdue []apiPO
 	e.get("/api/v1/purchase-orders?status=overdue", "watcher", &overdue)
 	if len(overdue) != 1 || overdue[0].PONumber != "4500012403" {
 		t.Fatalf("?status=overdue: %+v", overdue)
 	}
 
-	// Webhooks told the subscriber: two acks received, one overdue (once), two 997 files received.
+	// Webhooks told the subscriber: two acks received, one overdue (once), three files received.
 	for deadline := time.Now().Add(10 * time.Second); hooks.count("ack.received", "") < 2 && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -187,8 +238,8 @@ documents:`, in, out))
 	if n := hooks.count("ack.overdue", overdue[0].ID); n != 1 {
 		t.Errorf("%d ack.overdue events for the unanswered PO, want 1", n)
 	}
-	if n := hooks.count("file.received", ""); n != 2 {
-		t.Errorf("%d file.received events, want 2 (the two 997s)", n)
+	if n := hooks.count("file.received", ""); n != 3 {
+		t.Errorf("%d file.received events, want 3 (the two 997s and the 856)", n)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,6 +90,7 @@ type setResult struct {
 	reason      string
 	mapped      []byte
 	businessKey string
+	refs        []string // PO numbers the document refers to
 	idempotency string
 	warnings    []string
 	ack         *functionalAck // a partner's 997/999 to one of our groups
@@ -153,6 +155,21 @@ func (g *Gateway) mapSet(log *slog.Logger, p *partners.Partner, f *spool.File, i
 		if fa, ok := readFunctionalAck(s); ok {
 			res.ack, res.isa13 = &fa, ic.Control
 		}
+		if g.cfg.ERP.AckStatusEndpoint == "" {
+			return res
+		}
+		// The ERP is told what the partner said, as a canonical document.
+		doc := ackStatusDocument(s, f.ReceivedAt)
+		if err := mapping.ValidateDocument(ackStatusSchema, doc); err != nil {
+			res.state, res.reason = spool.StateHeld, "functional-ack status: "+err.Error()
+			return res
+		}
+		b, err := mapping.Marshal(doc)
+		if err != nil {
+			res.state, res.reason = spool.StateHeld, "functional-ack status: "+err.Error()
+			return res
+		}
+		res.state, res.mapped, res.reason = spool.StateMapped, b, ""
 		return res
 	}
 	doc := p.X12Document(s.ID, partners.DirectionInbound)
@@ -173,8 +190,32 @@ func (g *Gateway) mapSet(log *slog.Logger, p *partners.Partner, f *spool.File, i
 		res.state, res.reason = spool.StateHeld, "mapping output is not JSON: "+err.Error()
 		return res
 	}
-	res.state, res.mapped, res.businessKey = spool.StateMapped, b, businessKey(out)
+	res.state, res.mapped, res.businessKey, res.refs = spool.StateMapped, b, businessKey(out), poNumbers(out, nil)
 	return res
+}
+
+// poNumbers collects every "poNumber" in a canonical document (a ship
+// notice names one per order), so a search by PO number finds it.
+func poNumbers(v any, out []string) []string {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if s, ok := e.(string); ok && k == "poNumber" && s != "" && !slices.Contains(out, s) {
+				out = append(out, s)
+			} else {
+				out = poNumbers(e, out)
+			}
+		}
+	case []any:
+		for _, e := range x {
+			out = poNumbers(e, out)
+		}
+	case []map[string]any:
+		for _, e := range x {
+			out = poNumbers(e, out)
+		}
+	}
+	return out
 }
 
 // businessKey is the document's number as people search for it.
@@ -235,8 +276,19 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 }
 
 func (g *Gateway) recordDocument(ctx context.Context, log *slog.Logger, f *spool.File, ic spool.Interchange, s setResult) error {
+	if s.ack != nil {
+		// Matched first, so the status document carries the PO number.
+		if p := g.partners().ByID(f.Partner); p != nil {
+			po, err := g.reconcileAck(ctx, p, s.isa13, *s.ack)
+			if err != nil {
+				log.Warn("functional ack not matched", "isa13", s.isa13, "err", err)
+				s.warnings = append(s.warnings, err.Error())
+			}
+			s.businessKey = po
+		}
+	}
 	nd := spool.NewDocument{FileID: f.ID, InterchangeID: ic.ID, Seq: s.seq, Type: s.id, GroupControl: s.group,
-		SetControl: s.set, IdempotencyKey: s.idempotency, State: s.state, Reason: s.reason, Actor: g.id}
+		SetControl: s.set, IdempotencyKey: s.idempotency, State: s.state, Reason: s.reason, Actor: g.id, BusinessKey: s.businessKey}
 	if s.state == spool.StateMapped {
 		// The JSON is durable before the record that points at it, and the
 		// document starts mapped: one transaction instead of three.
@@ -244,7 +296,7 @@ func (g *Gateway) recordDocument(ctx context.Context, log *slog.Logger, f *spool
 		if err != nil {
 			return err
 		}
-		nd.Mapped, nd.BusinessKey = ref, s.businessKey
+		nd.Mapped, nd.BusinessKey, nd.Refs = ref, s.businessKey, s.refs
 	}
 	d, err := g.store.AddDocument(ctx, nd)
 	if err != nil {
@@ -256,14 +308,6 @@ func (g *Gateway) recordDocument(ctx context.Context, log *slog.Logger, f *spool
 	}
 	for _, w := range s.warnings {
 		g.note(ctx, d.ID, "note", w)
-	}
-	if s.ack != nil {
-		if p := g.partners().ByID(f.Partner); p != nil {
-			if err := g.reconcileAck(ctx, p, s.isa13, *s.ack); err != nil {
-				log.Warn("functional ack not matched", "document_id", d.ID, "err", err)
-				g.note(ctx, d.ID, "error", err.Error())
-			}
-		}
 	}
 	if s.state == spool.StateHeld {
 		log.Warn("document held", "document_id", d.ID, "set", s.id, "reason", s.reason)
@@ -505,18 +549,22 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 		if p == nil {
 			return c.end(ctx, stage, spool.StateHeld, spool.WithReason("partner "+d.Partner+" is not configured"))
 		}
-		doc := p.X12Document(d.Type, partners.DirectionInbound)
-		if doc == nil {
-			doc = csvFeed(p, d.Type)
-		}
-		if doc == nil {
-			return c.end(ctx, stage, spool.StateHeld, spool.WithReason("no document "+d.Type+" in partner "+p.ID))
+		endpoint := g.cfg.ERP.AckStatusEndpoint // a functional-ack status
+		if d.Type != "997" && d.Type != "999" {
+			doc := p.X12Document(d.Type, partners.DirectionInbound)
+			if doc == nil {
+				doc = csvFeed(p, d.Type)
+			}
+			if doc == nil {
+				return c.end(ctx, stage, spool.StateHeld, spool.WithReason("no document "+d.Type+" in partner "+p.ID))
+			}
+			endpoint = doc.ERP
 		}
 		body, err := g.readBlob(ctx, d.Mapped)
 		if err != nil {
 			return err
 		}
-		res := g.erp.Deliver(ctx, doc.ERP, erp.Delivery{Body: body, IdempotencyKey: d.IdempotencyKey, CorrelationID: string(d.ID), DocumentType: d.Type})
+		res := g.erp.Deliver(ctx, endpoint, erp.Delivery{Body: body, IdempotencyKey: d.IdempotencyKey, CorrelationID: string(d.ID), DocumentType: d.Type})
 		var respRef spool.BlobRef
 		if len(res.Body) > 0 {
 			respRef, _ = g.blobs.Put(ctx, bytes.NewReader(res.Body))
@@ -526,13 +574,13 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 				return err
 			}
 		}
-		g.metrics.ERPRequests.WithLabelValues(doc.ERP, erpOutcome(res)).Inc()
+		g.metrics.ERPRequests.WithLabelValues(endpoint, erpOutcome(res)).Inc()
 		switch res.Outcome {
 		case erp.Delivered:
 			g.metrics.Documents.WithLabelValues(d.Partner, d.Type, "delivered").Inc()
 			g.hooks.Emit(webhooks.DocumentDelivered, string(d.ID), map[string]any{"partner": d.Partner, "type": d.Type,
 				"businessKey": d.BusinessKey, "idempotencyKey": d.IdempotencyKey, "erpStatus": res.Status, "fileId": d.FileID})
-			log.Info("delivered to the ERP", "endpoint", doc.ERP, "status", res.Status, "replayed", res.Replayed)
+			log.Info("delivered to the ERP", "endpoint", endpoint, "status", res.Status, "replayed", res.Replayed)
 			if err := c.step(ctx, stage, spool.StateDelivered); err != nil {
 				return err
 			}

@@ -729,6 +729,14 @@ func (s *SQLite) AddDocument(ctx context.Context, nd NewDocument) (Document, err
 		if err != nil {
 			return err
 		}
+		for _, ref := range nd.Refs {
+			if ref == "" || ref == nd.BusinessKey {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO document_refs (document_id, ref) VALUES (?, ?)", id, ref); err != nil {
+				return err
+			}
+		}
 		return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: cmp.Or(nd.Actor, "system"), Kind: EventCreated, To: state, Message: nd.Reason})
 	})
 	if err != nil {
@@ -1307,6 +1315,9 @@ func (s *SQLite) ListDocuments(ctx context.Context, f DocumentFilter) ([]Documen
 	w.eq("group_control", f.GroupControl)
 	w.eq("set_control", f.SetControl)
 	w.eq("business_key", f.BusinessKey)
+	if f.Ref != "" {
+		w.add("(business_key = ? OR id IN (SELECT document_id FROM document_refs WHERE ref = ?))", f.Ref, f.Ref)
+	}
 	w.eq("idempotency_key", f.IdempotencyKey)
 	if f.Direction != "" {
 		w.add("file_id IN (SELECT id FROM files WHERE direction = ?)", f.Direction)

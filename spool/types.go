@@ -206,13 +206,16 @@ type Document struct {
 
 // NewDocument is the input of AddDocument.
 type NewDocument struct {
-	FileID         ID // required
-	InterchangeID  ID // empty for a CSV document
-	Seq            int
-	Type           string // required
-	GroupControl   string
-	SetControl     string
-	BusinessKey    string
+	FileID        ID // required
+	InterchangeID ID // empty for a CSV document
+	Seq           int
+	Type          string // required
+	GroupControl  string
+	SetControl    string
+	BusinessKey   string
+	// Refs are other business numbers the document is about (the PO
+	// numbers of a ship notice's orders); DocumentFilter.Ref finds them.
+	Refs           []string
 	IdempotencyKey string
 	// State is the starting state; default StateParsed. Not retrying.
 	State State
@@ -324,6 +327,7 @@ type DocumentFilter struct {
 	SetControl         string
 	BusinessKey        string
 	IdempotencyKey     string
+	Ref                string    // the business key or one of the document's Refs
 	Direction          string    // Inbound or Outbound: the direction of the document's file
 	Since              time.Time // CreatedAt >= Since
 	Until              time.Time // CreatedAt < Until

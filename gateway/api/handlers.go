@@ -126,7 +126,7 @@ type pageJSON[T any] struct {
 func (s *Server) listDocuments(w http.ResponseWriter, r *http.Request, _ ops.Actor) error {
 	q := r.URL.Query()
 	f := spool.DocumentFilter{Partner: q.Get("partner"), States: states(r), Types: list(r, "type"), Direction: q.Get("direction"),
-		InterchangeControl: q.Get("isa13"), GroupControl: q.Get("gs06"), SetControl: q.Get("st02"), BusinessKey: q.Get("key")}
+		InterchangeControl: q.Get("isa13"), GroupControl: q.Get("gs06"), SetControl: q.Get("st02"), Ref: q.Get("key")}
 	var err error
 	if f.Since, err = timeParam(r, "since"); err != nil {
 		return err

@@ -19,8 +19,8 @@ const (
 )
 
 // PurchaseOrderView is an outbound 850 with its delivery and
-// acknowledgement, and the partner's documents that answer it (855 and
-// others whose business key is the PO number).
+// acknowledgement, and the partner's documents about the same PO number
+// (its 855, the 856s and 810s that name it).
 type PurchaseOrderView struct {
 	Document  spool.Document
 	File      spool.File
@@ -76,7 +76,7 @@ func (s *Service) PurchaseOrders(ctx context.Context, partner string, limit int)
 		v.ISA13, v.Ack = ic.Control, ic.Ack
 		v.Status, v.AckDueBy = POStatus(v.File, ic, now)
 		if d.BusinessKey != "" {
-			resp, _, err := s.Store.ListDocuments(ctx, spool.DocumentFilter{Partner: d.Partner, Direction: spool.Inbound, BusinessKey: d.BusinessKey,
+			resp, _, err := s.Store.ListDocuments(ctx, spool.DocumentFilter{Partner: d.Partner, Direction: spool.Inbound, Ref: d.BusinessKey,
 				Page: spool.Page{Limit: 100, Ascending: true}})
 			if err != nil {
 				return nil, err

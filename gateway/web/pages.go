@@ -108,7 +108,7 @@ func (c *Console) messages(w http.ResponseWriter, r *http.Request, q *req) error
 		Since: qs.Get("since"), Until: qs.Get("until"), ISA13: strings.TrimSpace(qs.Get("isa13")), GS06: strings.TrimSpace(qs.Get("gs06")),
 		ST02: strings.TrimSpace(qs.Get("st02")), Key: strings.TrimSpace(qs.Get("key"))}
 	f := spool.DocumentFilter{Partner: form.Partner, Direction: form.Direction, InterchangeControl: form.ISA13, GroupControl: form.GS06,
-		SetControl: form.ST02, BusinessKey: form.Key, Page: spool.Page{Limit: 50, After: qs.Get("cursor")}}
+		SetControl: form.ST02, Ref: form.Key, Page: spool.Page{Limit: 50, After: qs.Get("cursor")}}
 	if form.Type != "" {
 		f.Types = []string{form.Type}
 	}

@@ -1405,6 +1405,20 @@ func testListDocuments(t *testing.T, h harness) {
 	if got := list(spool.DocumentFilter{Direction: spool.Inbound, Partner: "acme"}); len(got) != 8 || slices.Contains(got, po.ID) {
 		t.Errorf("inbound documents of acme: %d (%v), want the 8 inbound ones", len(got), got)
 	}
+
+	// Ref finds the business key or any of the document's refs.
+	asn, err := s.AddDocument(ctx, spool.NewDocument{FileID: f.ID, Seq: 50, Type: "856", BusinessKey: "ASN-9", Refs: []string{"PO-1", "PO-2", "ASN-9", ""}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ref, want := range map[string][]spool.ID{"PO-2": {asn.ID}, "PO-1": {asn.ID}, "ASN-9": {asn.ID}, "KEY-3": {all[3]}, "PO-3": nil} {
+		if got := list(spool.DocumentFilter{Ref: ref}); !slices.Equal(got, want) {
+			t.Errorf("Ref %s: %v, want %v", ref, got, want)
+		}
+	}
+	if again, err := s.AddDocument(ctx, spool.NewDocument{FileID: f.ID, Seq: 50, Type: "856", Refs: []string{"PO-7"}}); err != nil || again.ID != asn.ID {
+		t.Errorf("adding the same position again: %v %v", again.ID, err)
+	}
 }
 
 // ---- blobs ----
