@@ -1,14 +1,17 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/edigw/edigw/gateway"
+	"github.com/edigw/edigw/gateway/ops"
 	"github.com/edigw/edigw/spool"
 	"github.com/spf13/cobra"
 )
@@ -89,12 +92,16 @@ func spoolCmd() *cobra.Command {
 		}),
 	}
 	var to, comment string
+	// Actions go through gateway/ops like the API's and the console's: the
+	// same checks, and an entry in the audit log (as the local user, admin).
+	cli := ops.Actor{Name: "cli:" + cmp.Or(os.Getenv("USER"), "unknown"), Role: ops.Admin}
 	replay := &cobra.Command{
 		Use:   "replay ID --to STATE",
 		Short: "Run a message again from a pipeline state (received, parsed, mapped, delivered ...)",
 		Args:  cobra.ExactArgs(1),
 		RunE: with(func(cmd *cobra.Command, st spool.Store, args []string) error {
-			if err := st.Replay(cmd.Context(), spool.ID(args[0]), spool.State(to), spool.WithActor("cli"), spool.WithReason(comment)); err != nil {
+			svc := &ops.Service{Store: st}
+			if err := svc.Replay(cmd.Context(), cli, spool.ID(args[0]), spool.State(to), comment); err != nil {
 				return &exitError{1, err}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s replayed from %s\n", args[0], to)
@@ -106,26 +113,15 @@ func spoolCmd() *cobra.Command {
 	replay.MarkFlagRequired("to")
 	retry := &cobra.Command{
 		Use:   "retry ID",
-		Short: "Try a retrying or held message's current stage again now",
+		Short: "Try a retrying message's current stage again now",
 		Args:  cobra.ExactArgs(1),
 		RunE: with(func(cmd *cobra.Command, st spool.Store, args []string) error {
-			id := spool.ID(args[0])
-			w, err := workOf(cmd.Context(), st, id)
+			svc := &ops.Service{Store: st}
+			msg, err := svc.Retry(cmd.Context(), cli, spool.ID(args[0]), "retry now")
 			if err != nil {
 				return &exitError{1, err}
 			}
-			stage := w.Stage()
-			if w.State == spool.StateDone || w.State == spool.StateDuplicate {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s is %s: nothing to retry\n", id, w.State)
-				return nil // it finished meanwhile (a worker's own retry came first)
-			}
-			if w.State == spool.StateHeld || w.State == spool.StateDead || !spool.CanReplayTo(stage) {
-				return &exitError{1, fmt.Errorf("%s is %s: use replay --to STATE", id, w.State)}
-			}
-			if err := st.Replay(cmd.Context(), id, stage, spool.WithActor("cli"), spool.WithReason("retry now")); err != nil {
-				return &exitError{1, err}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s due now at %s\n", id, stage)
+			fmt.Fprintln(cmd.OutOrStdout(), msg)
 			return nil
 		}),
 	}
@@ -134,20 +130,11 @@ func spoolCmd() *cobra.Command {
 		Short: "Close a held or dead message by hand, with the reason (held becomes dead; the comment is logged)",
 		Args:  cobra.ExactArgs(1),
 		RunE: with(func(cmd *cobra.Command, st spool.Store, args []string) error {
-			id := spool.ID(args[0])
-			w, err := workOf(cmd.Context(), st, id)
-			if err != nil {
+			svc := &ops.Service{Store: st}
+			if err := svc.Resolve(cmd.Context(), cli, spool.ID(args[0]), comment); err != nil {
 				return &exitError{1, err}
 			}
-			if err := st.AddEvent(cmd.Context(), spool.Event{Subject: id, Kind: spool.EventNote, Actor: "cli", Message: "resolved: " + comment}); err != nil {
-				return &exitError{1, err}
-			}
-			if w.State == spool.StateHeld {
-				if err := st.Transition(cmd.Context(), id, spool.StateHeld, spool.StateDead, spool.WithActor("cli"), spool.WithReason("resolved by hand: "+comment)); err != nil {
-					return &exitError{1, err}
-				}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s resolved\n", id)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s resolved\n", args[0])
 			return nil
 		}),
 	}
@@ -163,18 +150,6 @@ func oneLine(s string) string {
 		return s[:77] + "..."
 	}
 	return s
-}
-
-func workOf(ctx context.Context, st spool.Store, id spool.ID) (spool.Work, error) {
-	switch id.Kind() {
-	case spool.KindFile:
-		f, err := st.GetFile(ctx, id)
-		return f.Work, err
-	case spool.KindDocument:
-		d, err := st.GetDocument(ctx, id)
-		return d.Work, err
-	}
-	return spool.Work{}, fmt.Errorf("%s: not a file or document id", id)
 }
 
 func showItem(ctx context.Context, out io.Writer, st spool.Store, id spool.ID) error {
