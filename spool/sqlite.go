@@ -1710,3 +1710,34 @@ func (s *SQLite) Depth(ctx context.Context) (map[Kind]map[State]int, error) {
 	}
 	return out, nil
 }
+
+// ---- Nodes ----
+
+// Heartbeat implements [Nodes].
+func (s *SQLite) Heartbeat(ctx context.Context, n Node) error {
+	if n.ID == "" {
+		return fmt.Errorf("spool: heartbeat: %w: node id required", ErrInvalid)
+	}
+	return s.write(ctx, func(tx *wtx, now time.Time) error {
+		started := n.StartedAt
+		if started.IsZero() {
+			started = now
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO nodes (id, addr, version, started_at, seen_at, in_flight) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET addr = excluded.addr, version = excluded.version, seen_at = excluded.seen_at, in_flight = excluded.in_flight`,
+			n.ID, n.Addr, n.Version, micros(started), micros(now), n.InFlight)
+		return err
+	})
+}
+
+// ListNodes implements [Nodes].
+func (s *SQLite) ListNodes(ctx context.Context, since time.Time) ([]Node, error) {
+	return list(ctx, s.r, "SELECT id, addr, version, started_at, seen_at, in_flight FROM nodes WHERE seen_at >= ? ORDER BY id",
+		[]any{micros(since)}, func(sc scanner) (Node, error) {
+			var n Node
+			var started, seen int64
+			err := sc.Scan(&n.ID, &n.Addr, &n.Version, &started, &seen, &n.InFlight)
+			n.StartedAt, n.SeenAt = fromMicros(started), fromMicros(seen)
+			return n, err
+		})
+}

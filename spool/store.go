@@ -17,6 +17,7 @@ type Store interface {
 	Counters
 	Polls
 	Audit
+	Nodes
 	Close() error
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/edigw/edigw/spool"
 )
@@ -70,5 +71,36 @@ func testDepth(t *testing.T, h harness) {
 	if d[spool.KindFile][spool.StateReceived] != 2 || d[spool.KindDocument][spool.StateMapped] != 2 || d[spool.KindDocument][spool.StateHeld] != 1 ||
 		len(d[spool.KindFile]) != 1 || len(d[spool.KindDocument]) != 2 {
 		t.Errorf("Depth = %v", d)
+	}
+}
+
+// Nodes heartbeat; the list shows those seen recently.
+func testNodes(t *testing.T, h harness) {
+	s := h.store(t)
+	ctx := t.Context()
+	if err := s.Heartbeat(ctx, spool.Node{}); !errors.Is(err, spool.ErrInvalid) {
+		t.Errorf("heartbeat without id: %v", err)
+	}
+	before := time.Now().Add(-time.Second)
+	if err := s.Heartbeat(ctx, spool.Node{ID: "a:1", Addr: ":8080", Version: "v1", InFlight: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Heartbeat(ctx, spool.Node{ID: "b:2", Addr: ":8081", Version: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := s.ListNodes(ctx, before)
+	time.Sleep(20 * time.Millisecond)
+	if err := s.Heartbeat(ctx, spool.Node{ID: "a:1", Addr: ":8080", Version: "v1", InFlight: 1}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := s.ListNodes(ctx, before)
+	if err != nil || len(nodes) != 2 || nodes[0].ID != "a:1" || nodes[0].InFlight != 1 || nodes[1].Addr != ":8081" {
+		t.Fatalf("ListNodes: %+v %v", nodes, err)
+	}
+	if !nodes[0].StartedAt.Equal(first[0].StartedAt) || !nodes[0].SeenAt.After(first[0].SeenAt) {
+		t.Errorf("a heartbeat keeps StartedAt and moves SeenAt: %+v then %+v", first[0], nodes[0])
+	}
+	if recent, _ := s.ListNodes(ctx, nodes[1].SeenAt.Add(time.Millisecond)); len(recent) != 1 || recent[0].ID != "a:1" {
+		t.Errorf("seen since b's heartbeat: %+v", recent)
 	}
 }

@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) spool.Store) {
 		{"ListFiles", testListFiles},
 		{"Audit", testAudit},
 		{"Depth", testDepth},
+		{"Nodes", testNodes},
 		{"ListDocuments", testListDocuments},
 		{"PollRuns", testPollRuns},
 		{"PollLeaseConcurrent", testPollLeaseConcurrent},
