@@ -124,8 +124,19 @@ const maxErrors = 20
 // holds the lease; otherwise the recorded run, whose Status says how it went
 // (the error is also set when the run failed as a whole).
 func (r *Runner) Run(ctx context.Context, p *Poll, trigger string) (spool.PollRun, error) {
+	return r.run(ctx, p, trigger, time.Time{})
+}
+
+// RunTick runs p for its scheduled tick (the time cron fired it): a tick
+// that already ran — on another node whose cron fired a moment earlier —
+// is refused with ErrPollBusy, so each tick runs once in a cluster.
+func (r *Runner) RunTick(ctx context.Context, p *Poll, tick time.Time) (spool.PollRun, error) {
+	return r.run(ctx, p, "schedule", tick.Truncate(time.Second))
+}
+
+func (r *Runner) run(ctx context.Context, p *Poll, trigger string, tick time.Time) (spool.PollRun, error) {
 	lease := cmp.Or(r.Lease, 2*time.Minute)
-	run, err := r.Store.BeginRun(ctx, spool.NewRun{Partner: p.Partner, Poll: p.Name, Owner: r.Owner, Trigger: trigger}, lease)
+	run, err := r.Store.BeginRun(ctx, spool.NewRun{Partner: p.Partner, Poll: p.Name, Owner: r.Owner, Trigger: trigger, Tick: tick}, lease)
 	if err != nil {
 		return run, fmt.Errorf("partner %s: poll %s: %w", p.Partner, p.Name, err)
 	}

@@ -114,6 +114,7 @@ func (s *Scheduler) tick(j *job) {
 		return
 	}
 	defer j.mu.Unlock()
+	tick := s.cron.Entry(j.entry).Prev // the scheduled time cron fired for
 	if d := j.poll.Jitter; d > 0 {
 		select {
 		case <-s.ctx.Done():
@@ -121,7 +122,10 @@ func (s *Scheduler) tick(j *job) {
 		case <-time.After(rand.N(d)):
 		}
 	}
-	_, err := s.runner.Run(s.ctx, &j.poll, "schedule")
+	if tick.IsZero() {
+		tick = time.Now()
+	}
+	_, err := s.runner.RunTick(s.ctx, &j.poll, tick)
 	if errors.Is(err, spool.ErrPollBusy) {
 		s.runner.Log.Warn("poll tick skipped: running elsewhere", "partner", j.poll.Partner, "poll", j.poll.Name, "err", err)
 	}

@@ -15,8 +15,10 @@ import (
 type Polls interface {
 	// BeginRun records a run of (partner, poll) in RunRunning and leases
 	// the poll to owner until now+lease. ErrPollBusy (wrapped, naming the
-	// holder and the expiry) if another run holds a valid lease; a run whose
-	// lease expired is marked RunAbandoned first (its process died).
+	// holder and the expiry) if another run holds a valid lease, or if
+	// NewRun.Tick is set and a run for that tick exists already (each
+	// scheduled tick runs once, on one node); a run whose lease expired is
+	// marked RunAbandoned first (its process died).
 	BeginRun(ctx context.Context, r NewRun, lease time.Duration) (PollRun, error)
 
 	// ExtendRun moves the run's lease to now+lease. ErrLeaseLost if the run
@@ -61,6 +63,9 @@ type NewRun struct {
 	Poll    string // required
 	Owner   string // the node/process running it, required
 	Trigger string // "schedule" or "manual:<who>"
+	// Tick is the scheduled time a "schedule" run is for (zero for manual
+	// runs): at most one run per tick.
+	Tick time.Time
 }
 
 // PollRun is one run of a poll.

@@ -1449,9 +1449,24 @@ func (s *SQLite) BeginRun(ctx context.Context, nr NewRun, lease time.Duration) (
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		r, err = scanRun(tx.QueryRowContext(ctx, `INSERT INTO poll_runs (partner, poll, owner, "trigger", status, started_at, lease_until)
-			VALUES (?, ?, ?, ?, 'running', ?, ?) RETURNING `+runCols,
-			nr.Partner, nr.Poll, nr.Owner, nr.Trigger, micros(now), micros(now.Add(lease))))
+		if !nr.Tick.IsZero() {
+			var by string
+			err := tx.QueryRowContext(ctx, "SELECT owner FROM poll_runs WHERE partner = ? AND poll = ? AND tick = ?",
+				nr.Partner, nr.Poll, micros(nr.Tick)).Scan(&by)
+			if err == nil {
+				return fmt.Errorf("%w: the tick of %s already ran on %s", ErrPollBusy, nr.Tick.UTC().Format(time.RFC3339), by)
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		var tick sql.NullInt64
+		if !nr.Tick.IsZero() {
+			tick = sql.NullInt64{Int64: micros(nr.Tick), Valid: true}
+		}
+		r, err = scanRun(tx.QueryRowContext(ctx, `INSERT INTO poll_runs (partner, poll, owner, "trigger", status, started_at, lease_until, tick)
+			VALUES (?, ?, ?, ?, 'running', ?, ?, ?) RETURNING `+runCols,
+			nr.Partner, nr.Poll, nr.Owner, nr.Trigger, micros(now), micros(now.Add(lease)), tick))
 		if err != nil {
 			return err
 		}

@@ -104,3 +104,39 @@ func testNodes(t *testing.T, h harness) {
 		t.Errorf("seen since b's heartbeat: %+v", recent)
 	}
 }
+
+// A scheduled tick runs once: a second BeginRun for the same tick, after
+// the first finished, is refused; other ticks and manual runs are not.
+func testPollTicks(t *testing.T, h harness) {
+	s := h.store(t)
+	ctx := t.Context()
+	tick := time.Date(2026, 11, 27, 10, 5, 0, 0, time.UTC)
+	begin := func(owner string, at time.Time) (spool.PollRun, error) {
+		return s.BeginRun(ctx, spool.NewRun{Partner: "acme", Poll: "p", Owner: owner, Trigger: "schedule", Tick: at}, time.Minute)
+	}
+	r, err := begin("node-a", tick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Status = spool.RunOK
+	if err := s.FinishRun(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := begin("node-b", tick); !errors.Is(err, spool.ErrPollBusy) {
+		t.Errorf("the same tick again on another node: %v, want ErrPollBusy", err)
+	}
+	r2, err := begin("node-b", tick.Add(time.Minute))
+	if err != nil {
+		t.Fatalf("the next tick: %v", err)
+	}
+	r2.Status = spool.RunOK
+	s.FinishRun(ctx, r2)
+	for range 2 {
+		m, err := begin("node-c", time.Time{})
+		if err != nil {
+			t.Fatalf("a manual run: %v", err)
+		}
+		m.Status = spool.RunOK
+		s.FinishRun(ctx, m)
+	}
+}

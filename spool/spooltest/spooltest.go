@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) spool.Store) {
 		{"Audit", testAudit},
 		{"Depth", testDepth},
 		{"Nodes", testNodes},
+		{"PollTicks", testPollTicks},
 		{"ListDocuments", testListDocuments},
 		{"PollRuns", testPollRuns},
 		{"PollLeaseConcurrent", testPollLeaseConcurrent},
