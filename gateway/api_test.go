@@ -366,6 +366,16 @@ func TestAPI(t *testing.T) {
 		}
 	}
 
+	// The cluster view: this one node, alive.
+	var nodes []struct {
+		ID, Addr string
+		Alive    bool
+	}
+	e.get("/api/v1/nodes", "watcher", &nodes)
+	if len(nodes) != 1 || !nodes[0].Alive || nodes[0].Addr != fmt.Sprintf("127.0.0.1:%d", e.httpPort) {
+		t.Errorf("nodes: %+v", nodes)
+	}
+
 	// The counters moved as the run above says they must.
 	status, b = e.call("GET", "/metrics", "", nil)
 	if status != 200 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -47,7 +48,9 @@ type Gateway struct {
 	metrics *metrics.Metrics
 	hooks   *webhooks.Dispatcher // nil in CLI processes (OpenPolls)
 
-	wake chan struct{} // a new file arrived: workers look at once
+	wake     chan struct{} // a new file arrived: workers look at once
+	started  time.Time
+	inFlight atomic.Int64 // stages running now (the cluster view)
 }
 
 // New opens the spool and builds every component; nothing listens yet.
@@ -200,10 +203,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.sched != nil {
 		g.sched.Start()
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		g.watchPartners(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		g.heartbeat(ctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -238,6 +245,28 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Wait()
 	g.hooks.Wait()
 	return errors.Join(runErr, g.store.Close())
+}
+
+// heartbeat tells the other nodes (and the console) this one is alive,
+// every 5 s.
+func (g *Gateway) heartbeat(ctx context.Context) {
+	version := "dev"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		version = bi.Main.Version
+	}
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		n := spool.Node{ID: g.id, Addr: g.cfg.HTTP.Listen, Version: version, StartedAt: g.started, InFlight: int(g.inFlight.Load())}
+		if err := g.store.Heartbeat(ctx, n); err != nil && ctx.Err() == nil {
+			g.log.Warn("heartbeat", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // watchPartners reloads the partner profiles on SIGHUP and when the folder
@@ -305,6 +334,8 @@ func (g *Gateway) claimFiles(ctx context.Context) bool {
 		}
 		return false
 	}
+	g.inFlight.Add(int64(len(items)))
+	defer g.inFlight.Add(-int64(len(items)))
 	for _, it := range items {
 		sctx, cancel := g.stageCtx()
 		f := it.File
@@ -346,6 +377,8 @@ func (g *Gateway) claimDocuments(ctx context.Context) bool {
 		}
 		return false
 	}
+	g.inFlight.Add(int64(len(items)))
+	defer g.inFlight.Add(-int64(len(items)))
 	for _, it := range items {
 		sctx, cancel := g.stageCtx()
 		start := time.Now()

@@ -173,7 +173,7 @@ func partnersDigest(dir string) string {
 // the store when done.
 func OpenPolls(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
 	host, _ := os.Hostname()
-	g := &Gateway{cfg: cfg, log: log, id: fmt.Sprintf("%s:%d", host, os.Getpid()), wake: make(chan struct{}, 1)}
+	g := &Gateway{cfg: cfg, log: log, id: fmt.Sprintf("%s:%d", host, os.Getpid()), wake: make(chan struct{}, 1), started: time.Now()}
 	set, err := partners.LoadDir(cfg.Partners)
 	if err != nil {
 		return nil, fmt.Errorf("partners %s: %w", cfg.Partners, err)

@@ -123,6 +123,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	h("GET /api/v1/schedules/{partner}/{poll}/runs", s.listRuns)
 	h("POST /api/v1/schedules/{partner}/{poll}/run", s.runPoll)
 	h("GET /api/v1/audit", s.listAudit)
+	h("GET /api/v1/nodes", s.listNodes)
 }
 
 // apiError is the body of every error response.

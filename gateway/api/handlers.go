@@ -557,3 +557,31 @@ func (s *Server) listPOs(w http.ResponseWriter, r *http.Request, _ ops.Actor) er
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, _ ops.Actor) error {
+	nodes, err := s.ops.Cluster(r.Context())
+	if err != nil {
+		return err
+	}
+	type nodeJSON struct {
+		ID        string    `json:"id"`
+		Addr      string    `json:"addr"`
+		Version   string    `json:"version"`
+		StartedAt time.Time `json:"startedAt"`
+		SeenAt    time.Time `json:"seenAt"`
+		Alive     bool      `json:"alive"`
+		InFlight  int       `json:"inFlight"`
+		Polls     []runJSON `json:"polls"` // runs in progress on the node
+	}
+	out := []nodeJSON{}
+	for _, n := range nodes {
+		v := nodeJSON{ID: n.ID, Addr: n.Addr, Version: n.Version, StartedAt: n.StartedAt, SeenAt: n.SeenAt, Alive: n.Alive,
+			InFlight: n.InFlight, Polls: []runJSON{}}
+		for _, run := range n.Polls {
+			v.Polls = append(v.Polls, runOf(run))
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -310,6 +310,15 @@ func (c *Console) partners(w http.ResponseWriter, r *http.Request, q *req) error
 	return nil
 }
 
+func (c *Console) cluster(w http.ResponseWriter, r *http.Request, q *req) error {
+	nodes, err := c.svc.Cluster(r.Context())
+	if err != nil {
+		return err
+	}
+	c.render(w, http.StatusOK, "cluster", "layout", q.view("Cluster", "cluster", nodes))
+	return nil
+}
+
 func (c *Console) schedulesView(ctx context.Context, q *req) (*view, error) {
 	ps, err := c.svc.PartnerList(ctx)
 	if err != nil {

@@ -66,7 +66,7 @@ type session struct {
 // New returns the console over svc, authenticating with tokens.
 func New(svc *ops.Service, tokens *api.Tokens, log *slog.Logger) *Console {
 	c := &Console{svc: svc, tokens: tokens, log: log, cop: http.NewCrossOriginProtection(), sessions: map[string]*session{}, pages: map[string]*template.Template{}}
-	for _, name := range []string{"login", "error", "dashboard", "messages", "detail", "partners", "schedules", "dead"} {
+	for _, name := range []string{"login", "error", "dashboard", "messages", "detail", "partners", "schedules", "dead", "cluster"} {
 		c.pages[name] = template.Must(template.New(name).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+name+".html"))
 	}
 	return c
@@ -95,6 +95,7 @@ func (c *Console) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /schedules", c.page(c.schedules))
 	mux.HandleFunc("POST /schedules/{partner}/{poll}/run", c.action(c.runPoll))
 	mux.HandleFunc("GET /dead", c.page(c.dead))
+	mux.HandleFunc("GET /cluster", c.page(c.cluster))
 }
 
 // view is what every page template gets.
