@@ -45,11 +45,15 @@ type Config struct {
 	} `yaml:"sftp"`
 
 	Spool struct {
-		Driver string `yaml:"driver"` // sqlite
-		Path   string `yaml:"path"`   // default <data>/spool.db
+		Driver string `yaml:"driver"` // sqlite (one node, default) or postgres (one or many nodes)
+		Path   string `yaml:"path"`   // sqlite: default <data>/spool.db
+		DSNEnv string `yaml:"dsn_env"` // postgres: the environment variable holding the connection string
+		Schema string `yaml:"schema"`  // postgres: the schema to use (default public)
 	} `yaml:"spool"`
 	Blobs struct {
-		Dir string `yaml:"dir"` // default <data>/blobs
+		Kind string   `yaml:"kind"` // local (default) or s3 (shared by several nodes)
+		Dir  string   `yaml:"dir"`  // local: default <data>/blobs
+		S3   S3Config `yaml:"s3"`
 	} `yaml:"blobs"`
 	Outbox struct {
 		Dir string `yaml:"dir"` // default <data>/outbox
@@ -58,15 +62,7 @@ type Config struct {
 	Archive struct {
 		Kind string `yaml:"kind"` // dir (default) or s3
 		Dir  string `yaml:"dir"`  // default <data>/archive
-		S3   struct {
-			Bucket       string `yaml:"bucket"`
-			Prefix       string `yaml:"prefix"`
-			Region       string `yaml:"region"`
-			Endpoint     string `yaml:"endpoint"`
-			PathStyle    bool   `yaml:"path_style"`
-			AccessKeyEnv string `yaml:"access_key_env"`
-			SecretKeyEnv string `yaml:"secret_key_env"`
-		} `yaml:"s3"`
+		S3   S3Config `yaml:"s3"`
 	} `yaml:"archive"`
 
 	ERP struct {
@@ -149,6 +145,7 @@ func (c *Config) defaults() {
 	def(&c.SFTP.HostKeyDir, filepath.Join(c.DataDir, "hostkeys"))
 	def(&c.Spool.Driver, "sqlite")
 	def(&c.Spool.Path, filepath.Join(c.DataDir, "spool.db"))
+	def(&c.Blobs.Kind, "local")
 	def(&c.Blobs.Dir, filepath.Join(c.DataDir, "blobs"))
 	def(&c.Outbox.Dir, filepath.Join(c.DataDir, "outbox"))
 	def(&c.Archive.Kind, "dir")
@@ -203,6 +200,18 @@ type WebhookConfig struct {
 	SecretEnv  string   `yaml:"secret_env"`
 	SecretFile string   `yaml:"secret_file"`
 	Events     []string `yaml:"events"`
+}
+
+// S3Config locates a bucket on AWS or any S3-compatible server; the keys
+// are environment variable names (both empty: the SDK's default chain).
+type S3Config struct {
+	Bucket       string `yaml:"bucket"`
+	Prefix       string `yaml:"prefix"`
+	Region       string `yaml:"region"`
+	Endpoint     string `yaml:"endpoint"`
+	PathStyle    bool   `yaml:"path_style"`
+	AccessKeyEnv string `yaml:"access_key_env"`
+	SecretKeyEnv string `yaml:"secret_key_env"`
 }
 
 // TokenConfig is one API token: a name (shown in the audit log), a role

@@ -16,7 +16,7 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 	}
 	def, _ := LoadConfig("")
 	def.ERP.Sink.Enabled = false // only the no-config default turns the sink on
-	if ex.SFTP != def.SFTP || ex.Spool != def.Spool || ex.Archive.Dir != def.Archive.Dir || ex.Workers != def.Workers ||
+	if ex.SFTP != def.SFTP || ex.Spool != def.Spool || ex.Blobs != def.Blobs || ex.Archive.Dir != def.Archive.Dir || ex.Workers != def.Workers ||
 		ex.ERP.Sink != def.ERP.Sink || ex.Partners != def.Partners || ex.OurISA != def.OurISA ||
 		ex.PartnersReload != def.PartnersReload || *ex.Schedules.Enabled != *def.Schedules.Enabled || ex.Schedules.Lease != def.Schedules.Lease ||
 		ex.HTTP.Listen != def.HTTP.Listen || len(ex.HTTP.Tokens) != 0 {
