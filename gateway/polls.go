@@ -193,7 +193,7 @@ func OpenPolls(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, er
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, err
 	}
-	if g.blobs, err = spool.NewLocal(cfg.Blobs.Dir); err != nil {
+	if g.blobs, err = openBlobs(ctx, cfg); err != nil {
 		return nil, err
 	}
 	if g.store, err = spool.OpenSQLite(ctx, cfg.Spool.Path, nil); err != nil {
@@ -204,3 +204,22 @@ func OpenPolls(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, er
 
 // Partners returns the loaded partner profiles.
 func (g *Gateway) Partners() *partners.Set { return g.partners() }
+
+// openBlobs opens the payload store: a local directory (one node) or an S3
+// bucket every node shares.
+func openBlobs(ctx context.Context, cfg *Config) (spool.Blobs, error) {
+	switch cfg.Blobs.Kind {
+	case "local":
+		return spool.NewLocal(cfg.Blobs.Dir)
+	case "s3":
+		b, err := spool.NewS3Blobs(ctx, spool.S3BlobsConfig(cfg.Blobs.S3))
+		if err != nil {
+			return nil, fmt.Errorf("blobs s3: %w", err)
+		}
+		if err := b.Check(ctx); err != nil {
+			return nil, fmt.Errorf("blobs s3: %w", err)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("blobs.kind %q is not local or s3", cfg.Blobs.Kind)
+}
