@@ -27,3 +27,12 @@ if ((${#need_apt[@]})); then
 fi
 # versitygw: `go install` once (about 80 s on a cold cache), reused after.
 bash scripts/s3server.sh install >/dev/null
+
+# PostgreSQL (the spool's cluster backend): these machines run PostgreSQL 15 on
+# 127.0.0.1:5432; start it if it is down.
+if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+	if command -v pg_ctlcluster >/dev/null && [[ -d /etc/postgresql ]]; then
+		pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+	fi
+	(exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null || echo "test-deps: PostgreSQL is not running on 127.0.0.1:5432 (the spool's PostgreSQL tests need it)" >&2
+fi
