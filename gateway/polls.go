@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -196,8 +197,8 @@ func OpenPolls(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, er
 	if g.blobs, err = openBlobs(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if g.store, err = spool.OpenSQLite(ctx, cfg.Spool.Path, nil); err != nil {
-		return nil, fmt.Errorf("spool %s: %w", cfg.Spool.Path, err)
+	if g.store, err = OpenStore(ctx, cfg); err != nil {
+		return nil, err
 	}
 	return g, nil
 }
@@ -222,4 +223,31 @@ func openBlobs(ctx context.Context, cfg *Config) (spool.Blobs, error) {
 		return b, nil
 	}
 	return nil, fmt.Errorf("blobs.kind %q is not local or s3", cfg.Blobs.Kind)
+}
+
+// OpenStore opens (and migrates) the configured spool records: SQLite for
+// one node, PostgreSQL for one or many.
+func OpenStore(ctx context.Context, cfg *Config) (spool.Store, error) {
+	switch cfg.Spool.Driver {
+	case "sqlite":
+		st, err := spool.OpenSQLite(ctx, cfg.Spool.Path, nil)
+		if err != nil {
+			return nil, fmt.Errorf("spool %s: %w", cfg.Spool.Path, err)
+		}
+		return st, nil
+	case "postgres":
+		if cfg.Spool.DSNEnv == "" {
+			return nil, errors.New("spool.driver postgres needs spool.dsn_env: the environment variable with the connection string")
+		}
+		dsn := os.Getenv(cfg.Spool.DSNEnv)
+		if dsn == "" {
+			return nil, fmt.Errorf("spool: environment variable %s (spool.dsn_env) is empty", cfg.Spool.DSNEnv)
+		}
+		st, err := spool.OpenPostgres(ctx, dsn, &spool.PostgresOptions{Schema: cfg.Spool.Schema})
+		if err != nil {
+			return nil, fmt.Errorf("spool postgres (%s): %w", cfg.Spool.DSNEnv, err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("spool.driver %q is not sqlite or postgres", cfg.Spool.Driver)
 }

@@ -25,7 +25,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(x12Cmd())
-	root.AddCommand(partnersCmd(), mapCmd(), serveCmd(), erpSinkCmd(), spoolCmd(), schedulesCmd(), benchCmd())
+	root.AddCommand(partnersCmd(), mapCmd(), serveCmd(), erpSinkCmd(), spoolCmd(), schedulesCmd(), migrateCmd(), benchCmd())
 	if err := root.Execute(); err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {

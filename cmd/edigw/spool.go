@@ -17,7 +17,8 @@ import (
 )
 
 // spoolCmd inspects and drives messages. It opens the spool database
-// directly (SQLite in WAL mode lets it run beside `edigw serve`).
+// directly (SQLite in WAL mode, or PostgreSQL, lets it run beside `edigw
+// serve`).
 func spoolCmd() *cobra.Command {
 	var config string
 	c := &cobra.Command{Use: "spool", Short: "Inspect and drive messages: ls, show, replay, retry, resolve"}
@@ -29,7 +30,7 @@ func spoolCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{2, err}
 			}
-			st, err := spool.OpenSQLite(cmd.Context(), cfg.Spool.Path, nil)
+			st, err := gateway.OpenStore(cmd.Context(), cfg)
 			if err != nil {
 				return &exitError{1, err}
 			}
