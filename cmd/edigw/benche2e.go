@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pkg/sftp"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
@@ -24,22 +27,65 @@ import (
 
 // benchE2ECmd pushes N small files through SFTP → gateway → ERP sink on
 // this machine and prints files/s and the latency from an upload's close
-// to the ERP's POST. Durable writes (fsync, SQLite synchronous=FULL) are on.
+// to the ERP's POST. Durable writes (fsync, SQLite synchronous=FULL or
+// PostgreSQL commits) are on.
 func benchE2ECmd() *cobra.Command {
-	var n, conns int
-	var partnersDir string
+	var o e2eOptions
+	var compare bool
 	c := &cobra.Command{
 		Use:   "e2e",
 		Short: "End-to-end benchmark: N files over SFTP to the ERP sink (files/s, p50/p99 latency)",
-		Args:  cobra.NoArgs,
+		Long: `End-to-end benchmark: N files (one 005010 856 each) uploaded over SFTP to in-process
+gateway nodes, delivered to a built-in ERP sink. --spool postgres uses PostgreSQL (the DSN
+in $EDIGW_BENCH_POSTGRES, default postgres://postgres@127.0.0.1:5432/test, a fresh schema
+dropped after); --nodes N runs N gateway nodes on that database (uploads spread over their
+SFTP ports). --compare runs 1 node on SQLite, 1 node on PostgreSQL and 3 nodes on
+PostgreSQL one after the other and prints them side by side.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return benchE2E(cmd.Context(), cmd.OutOrStdout(), partnersDir, n, conns)
+			if !compare {
+				_, err := benchE2E(cmd.Context(), cmd.OutOrStdout(), o)
+				return err
+			}
+			var rows []e2eResult
+			for _, v := range []struct {
+				driver string
+				nodes  int
+			}{{"sqlite", 1}, {"postgres", 1}, {"postgres", 3}} {
+				oo := o
+				oo.driver, oo.nodes = v.driver, v.nodes
+				r, err := benchE2E(cmd.Context(), cmd.OutOrStdout(), oo)
+				if err != nil {
+					return err
+				}
+				rows = append(rows, r)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "\n%-28s %12s %10s %10s %8s\n", "configuration", "sets/s", "p50", "p99", "ratio")
+			for _, r := range rows {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-28s %12.0f %10s %10s %7.2fx\n", r.name, r.rate, r.p50, r.p99, r.rate/rows[0].rate)
+			}
+			return nil
 		},
 	}
-	c.Flags().IntVar(&n, "files", 500, "files to push (one 856 each)")
-	c.Flags().IntVar(&conns, "conns", 4, "parallel SFTP connections")
-	c.Flags().StringVar(&partnersDir, "partners", "deploy/examples/partners", "partner profiles (acme's demo key and 856 sample are used)")
+	c.Flags().IntVar(&o.n, "files", 500, "files to push (one 856 each)")
+	c.Flags().IntVar(&o.conns, "conns", 4, "parallel SFTP connections per node")
+	c.Flags().IntVar(&o.nodes, "nodes", 1, "gateway nodes (more than 1 needs --spool postgres)")
+	c.Flags().StringVar(&o.driver, "spool", "sqlite", "spool records: sqlite or postgres")
+	c.Flags().StringVar(&o.partners, "partners", "deploy/examples/partners", "partner profiles (acme's demo key and 856 sample are used)")
+	c.Flags().BoolVar(&compare, "compare", false, "run 1 node on SQLite, 1 on PostgreSQL and 3 on PostgreSQL and compare")
 	return c
+}
+
+type e2eOptions struct {
+	n, conns, nodes int
+	driver          string
+	partners        string
+}
+
+type e2eResult struct {
+	name     string
+	rate     float64
+	p50, p99 time.Duration
 }
 
 func benchCmd() *cobra.Command {
@@ -48,70 +94,92 @@ func benchCmd() *cobra.Command {
 	return c
 }
 
-func benchE2E(ctx context.Context, out interface{ Write([]byte) (int, error) }, partnersDir string, n, conns int) error {
+func benchE2E(ctx context.Context, out io.Writer, o e2eOptions) (e2eResult, error) {
+	var res e2eResult
+	if o.nodes > 1 && o.driver != "postgres" {
+		return res, fmt.Errorf("--nodes %d needs --spool postgres (SQLite has one writer: one node)", o.nodes)
+	}
+	n, partnersDir := o.n, o.partners
 	dir, err := os.MkdirTemp("", "edigw-bench")
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer os.RemoveAll(dir)
 	sample, err := os.ReadFile(filepath.Join(partnersDir, "acme", "testdata", "856-two-orders.x12"))
 	if err != nil {
-		return err
+		return res, err
 	}
 	keyPEM, err := os.ReadFile(filepath.Join(partnersDir, "acme", "keys", "demo_ed25519"))
 	if err != nil {
-		return err
+		return res, err
 	}
 	signer, err := ssh.ParsePrivateKey(keyPEM)
 	if err != nil {
-		return err
+		return res, err
+	}
+	schema := ""
+	if o.driver == "postgres" {
+		dsn := cmp.Or(os.Getenv("EDIGW_BENCH_POSTGRES"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+		os.Setenv("EDIGW_BENCH_SPOOL_DSN", dsn)
+		schema = fmt.Sprintf("bench_%d", time.Now().UnixNano())
+		defer dropSchema(dsn, schema)
 	}
 
 	sink, _ := erpsink.NewSink("")
 	sinkLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return res, err
 	}
 	go (&http.Server{Handler: sink}).Serve(sinkLn)
-	sftpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	sftpAddr := sftpLn.Addr().String()
-	sftpLn.Close()
-
-	cfg, _ := gateway.LoadConfig("")
-	cfg.DataDir, cfg.Partners = dir, partnersDir
-	cfg.Spool.Path, cfg.Blobs.Dir, cfg.Outbox.Dir = filepath.Join(dir, "spool.db"), filepath.Join(dir, "blobs"), filepath.Join(dir, "outbox")
-	cfg.Archive.Dir, cfg.SFTP.HostKeyDir = filepath.Join(dir, "archive"), filepath.Join(dir, "hostkeys")
-	cfg.SFTP.Listen = sftpAddr
-	cfg.HTTP.Listen = "127.0.0.1:0"
-	cfg.ERP.Sink.Enabled = false
-	for _, name := range []string{"po-acknowledgements", "ship-notices", "invoices", "purchase-orders", "inventory"} {
-		cfg.ERP.Endpoints = append(cfg.ERP.Endpoints, gateway.EndpointConfig{Name: name, URL: "http://" + sinkLn.Addr().String() + "/" + name, MaxConcurrency: 16})
-	}
-	cfg.Workers.Files, cfg.Workers.Documents = 12, 32
 	level := slog.LevelError
 	if os.Getenv("EDIGW_BENCH_LOG") == "info" {
 		level = slog.LevelInfo
 	}
 	quiet := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	g, err := gateway.New(ctx, cfg, quiet)
-	if err != nil {
-		return err
-	}
+
+	// The nodes share the spool, the payloads (one folder: same machine),
+	// the outbox, the archive and the host keys.
+	var addrs []string
 	gctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- g.Run(gctx) }()
-	defer func() { stop(); <-done }()
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", sftpAddr); err == nil {
-			c.Close()
-			break
-		} else if i > 100 {
-			return err
+	var running sync.WaitGroup
+	defer func() { stop(); running.Wait() }()
+	for i := range o.nodes {
+		sftpLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return res, err
 		}
-		time.Sleep(50 * time.Millisecond)
+		addr := sftpLn.Addr().String()
+		sftpLn.Close()
+		cfg, _ := gateway.LoadConfig("")
+		cfg.DataDir, cfg.Partners = filepath.Join(dir, fmt.Sprintf("node%d", i)), partnersDir
+		cfg.Spool.Path, cfg.Blobs.Dir, cfg.Outbox.Dir = filepath.Join(dir, "spool.db"), filepath.Join(dir, "blobs"), filepath.Join(dir, "outbox")
+		cfg.Archive.Dir, cfg.SFTP.HostKeyDir = filepath.Join(dir, "archive"), filepath.Join(dir, "hostkeys")
+		if o.driver == "postgres" {
+			cfg.Spool.Driver, cfg.Spool.DSNEnv, cfg.Spool.Schema = "postgres", "EDIGW_BENCH_SPOOL_DSN", schema
+		}
+		cfg.SFTP.Listen = addr
+		cfg.HTTP.Listen = "127.0.0.1:0"
+		cfg.ERP.Sink.Enabled, cfg.ERP.AckStatusEndpoint = false, ""
+		for _, name := range []string{"po-acknowledgements", "ship-notices", "invoices", "purchase-orders", "inventory"} {
+			cfg.ERP.Endpoints = append(cfg.ERP.Endpoints, gateway.EndpointConfig{Name: name, URL: "http://" + sinkLn.Addr().String() + "/" + name, MaxConcurrency: 16})
+		}
+		cfg.Workers.Files, cfg.Workers.Documents = 12, 32
+		g, err := gateway.New(ctx, cfg, quiet.With("node", i))
+		if err != nil {
+			return res, err
+		}
+		running.Add(1)
+		go func() { defer running.Done(); g.Run(gctx) }()
+		for i := 0; ; i++ {
+			if c, err := net.Dial("tcp", addr); err == nil {
+				c.Close()
+				break
+			} else if i > 100 {
+				return res, err
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		addrs = append(addrs, addr)
 	}
 
 	if p := os.Getenv("EDIGW_BENCH_CPUPROFILE"); p != "" { // where the time goes
@@ -121,6 +189,7 @@ func benchE2E(ctx context.Context, out interface{ Write([]byte) (int, error) }, 
 		}
 	}
 	// One file per interchange control number, so none is a duplicate.
+	conns := o.conns * o.nodes
 	closed := make([]time.Time, n)
 	keys := make([]string, n)
 	var wg sync.WaitGroup
@@ -130,7 +199,7 @@ func benchE2E(ctx context.Context, out interface{ Write([]byte) (int, error) }, 
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			client, err := ssh.Dial("tcp", sftpAddr, &ssh.ClientConfig{User: "acme", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+			client, err := ssh.Dial("tcp", addrs[w%len(addrs)], &ssh.ClientConfig{User: "acme", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
 				HostKeyCallback: ssh.InsecureIgnoreHostKey()}) // loopback benchmark against our own fresh host key
 			if err != nil {
 				errc <- err
@@ -164,7 +233,7 @@ func benchE2E(ctx context.Context, out interface{ Write([]byte) (int, error) }, 
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
-		return fmt.Errorf("upload: %w", err)
+		return res, fmt.Errorf("upload: %w", err)
 	}
 	uploaded := time.Since(start)
 	deadline := time.Now().Add(5 * time.Minute)
@@ -173,7 +242,7 @@ func benchE2E(ctx context.Context, out interface{ Write([]byte) (int, error) }, 
 	}
 	docs := sink.Documents()
 	if len(docs) < n {
-		return fmt.Errorf("only %d of %d documents reached the ERP in time", len(docs), n)
+		return res, fmt.Errorf("only %d of %d documents reached the ERP in time", len(docs), n)
 	}
 	at := map[string]time.Time{}
 	last := start
@@ -190,9 +259,24 @@ func benchE2E(ctx context.Context, out interface{ Write([]byte) (int, error) }, 
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
 	total := last.Sub(start)
-	fmt.Fprintf(out, "edigw bench e2e: %d files (one 005010 856 each, %d bytes) over %d SFTP connections, durable spool (SQLite synchronous=FULL, fsync'd blobs)\n", n, len(sample), conns)
+	res = e2eResult{name: fmt.Sprintf("%d node(s), %s", o.nodes, o.driver), rate: float64(n) / total.Seconds(),
+		p50: pct(0.50).Round(time.Millisecond), p99: pct(0.99).Round(time.Millisecond)}
+	fmt.Fprintf(out, "edigw bench e2e: %d files (one 005010 856 each, %d bytes), %d node(s) on %s, %d SFTP connections, durable spool\n",
+		n, len(sample), o.nodes, o.driver, conns)
 	fmt.Fprintf(out, "  uploads done in %.2fs; last ERP POST after %.2fs\n", uploaded.Seconds(), total.Seconds())
-	fmt.Fprintf(out, "  throughput: %.0f transaction sets/s (upload start to last POST)\n", float64(n)/total.Seconds())
-	fmt.Fprintf(out, "  latency upload close → ERP POST: p50 %s, p99 %s, max %s\n", pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
-	return nil
+	fmt.Fprintf(out, "  throughput: %.0f transaction sets/s (upload start to last POST)\n", res.rate)
+	fmt.Fprintf(out, "  latency upload close → ERP POST: p50 %s, p99 %s, max %s\n", res.p50, res.p99, lat[len(lat)-1].Round(time.Millisecond))
+	return res, nil
+}
+
+// dropSchema removes the benchmark's PostgreSQL schema.
+func dropSchema(dsn, schema string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return
+	}
+	defer c.Close(ctx)
+	c.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 }
