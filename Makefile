@@ -6,8 +6,8 @@ export CGO_ENABLED ?= 0
 build:
 	$(GO) build -o bin/edigw ./cmd/edigw
 
-# test: installs nothing yet (the X12 core needs only Go); later issues add
-# their peers (sshd, vsftpd, S3 server, Chromium) to scripts/test-deps.sh.
+# test: what CI runs. scripts/test-deps.sh installs or starts the real peers
+# the tests talk to (OpenSSH, vsftpd, chromium, versitygw, PostgreSQL).
 test:
 	bash scripts/test-deps.sh
 	gofmt -l . | tee /dev/stderr | (! read -r _)

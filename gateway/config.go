@@ -45,8 +45,8 @@ type Config struct {
 	} `yaml:"sftp"`
 
 	Spool struct {
-		Driver string `yaml:"driver"` // sqlite (one node, default) or postgres (one or many nodes)
-		Path   string `yaml:"path"`   // sqlite: default <data>/spool.db
+		Driver string `yaml:"driver"`  // sqlite (one node, default) or postgres (one or many nodes)
+		Path   string `yaml:"path"`    // sqlite: default <data>/spool.db
 		DSNEnv string `yaml:"dsn_env"` // postgres: the environment variable holding the connection string
 		Schema string `yaml:"schema"`  // postgres: the schema to use (default public)
 	} `yaml:"spool"`
@@ -60,8 +60,8 @@ type Config struct {
 	} `yaml:"outbox"`
 
 	Archive struct {
-		Kind string `yaml:"kind"` // dir (default) or s3
-		Dir  string `yaml:"dir"`  // default <data>/archive
+		Kind string   `yaml:"kind"` // dir (default) or s3
+		Dir  string   `yaml:"dir"`  // default <data>/archive
 		S3   S3Config `yaml:"s3"`
 	} `yaml:"archive"`
 
