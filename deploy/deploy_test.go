@@ -8,17 +8,20 @@ package deploy_test
 //
 //	go test ./deploy -run TestKubernetesPartners -update
 //
-// rewrites kubernetes/partners.yaml from deploy/examples/partners.
+// rewrites kubernetes/base/partners.yaml from deploy/examples/partners.
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"reflect"
@@ -37,7 +40,7 @@ import (
 	"github.com/edigw/edigw/partners"
 )
 
-var update = flag.Bool("update", false, "rewrite kubernetes/partners.yaml from deploy/examples/partners")
+var update = flag.Bool("update", false, "rewrite kubernetes/base/partners.yaml from deploy/examples/partners")
 
 // repoRoot is the repository root, relative to this package's directory
 // (where `go test` runs); the Docker build context.
@@ -740,7 +743,7 @@ func mustAbs(t *testing.T, p string) string {
 
 // k8sObject is one document of a manifest.
 type k8sObject struct {
-	File string // kubernetes/<name>.yaml
+	File string // kubernetes/base/<name>.yaml
 	Doc  int    // 1-based document number in the file
 	Kind string
 	Name string
@@ -751,14 +754,18 @@ func (o k8sObject) String() string {
 	return fmt.Sprintf("%s (document %d, %s %s)", o.File, o.Doc, o.Kind, o.Name)
 }
 
+// k8sBase holds the single-node manifests; kubernetes/kustomization.yaml
+// builds just that folder, kubernetes/cluster is the overlay for several nodes.
+const k8sBase = "kubernetes/base"
+
 var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
 
-// k8sObjects parses every kubernetes/*.yaml, one object per document.
+// k8sObjects parses every kubernetes/base/*.yaml, one object per document.
 func k8sObjects(t *testing.T) []k8sObject {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("kubernetes", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(k8sBase, "*.yaml"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no deploy/kubernetes/*.yaml (%v)", err)
+		t.Fatalf("no deploy/%s/*.yaml (%v)", k8sBase, err)
 	}
 	var out []k8sObject
 	for _, f := range files {
@@ -847,6 +854,7 @@ type keySelector struct {
 type keyToPath struct {
 	Key  string `yaml:"key"`
 	Path string `yaml:"path"`
+	Mode *int   `yaml:"mode"`
 }
 
 type container struct {
@@ -903,8 +911,10 @@ type volume struct {
 		Items []keyToPath `yaml:"items"`
 	} `yaml:"configMap"`
 	Secret *struct {
-		SecretName string      `yaml:"secretName"`
-		Items      []keyToPath `yaml:"items"`
+		SecretName  string      `yaml:"secretName"`
+		Items       []keyToPath `yaml:"items"`
+		DefaultMode *int        `yaml:"defaultMode"`
+		Optional    bool        `yaml:"optional"`
 	} `yaml:"secret"`
 	Projected *struct {
 		Sources []struct {
@@ -925,7 +935,11 @@ type deployment struct {
 	Spec struct {
 		Replicas *int `yaml:"replicas"`
 		Strategy struct {
-			Type string `yaml:"type"`
+			Type          string `yaml:"type"`
+			RollingUpdate *struct {
+				MaxSurge       any `yaml:"maxSurge"`
+				MaxUnavailable any `yaml:"maxUnavailable"`
+			} `yaml:"rollingUpdate"`
 		} `yaml:"strategy"`
 		Selector struct {
 			MatchLabels map[string]string `yaml:"matchLabels"`
@@ -937,17 +951,34 @@ type deployment struct {
 			Spec struct {
 				TerminationGracePeriodSeconds *int             `yaml:"terminationGracePeriodSeconds"`
 				SecurityContext               *securityContext `yaml:"securityContext"`
-				Containers                    []container      `yaml:"containers"`
-				Volumes                       []volume         `yaml:"volumes"`
+				Affinity                      *struct {
+					PodAntiAffinity *struct {
+						Required  []podAffinityTerm `yaml:"requiredDuringSchedulingIgnoredDuringExecution"`
+						Preferred []struct {
+							Weight          int             `yaml:"weight"`
+							PodAffinityTerm podAffinityTerm `yaml:"podAffinityTerm"`
+						} `yaml:"preferredDuringSchedulingIgnoredDuringExecution"`
+					} `yaml:"podAntiAffinity"`
+				} `yaml:"affinity"`
+				Containers []container `yaml:"containers"`
+				Volumes    []volume    `yaml:"volumes"`
 			} `yaml:"spec"`
 		} `yaml:"template"`
 	} `yaml:"spec"`
+}
+
+type podAffinityTerm struct {
+	TopologyKey   string `yaml:"topologyKey"`
+	LabelSelector struct {
+		MatchLabels map[string]string `yaml:"matchLabels"`
+	} `yaml:"labelSelector"`
 }
 
 type service struct {
 	Spec struct {
 		Type                  string            `yaml:"type"`
 		ExternalTrafficPolicy string            `yaml:"externalTrafficPolicy"`
+		SessionAffinity       *string           `yaml:"sessionAffinity"`
 		Selector              map[string]string `yaml:"selector"`
 		Ports                 []struct {
 			Name       string `yaml:"name"`
@@ -1006,28 +1037,28 @@ func TestKubernetes(t *testing.T) {
 	// The kinds, and kustomization.yaml lists exactly the other files.
 	for _, kind := range []string{"Deployment", "Service", "PersistentVolumeClaim", "ConfigMap", "Secret", "Kustomization"} {
 		if _, ok := find(objs, kind, ""); !ok {
-			t.Errorf("deploy/kubernetes: no %s in any *.yaml", kind)
+			t.Errorf("deploy/%s: no %s in any *.yaml", k8sBase, kind)
 		}
 	}
 	ko, ok := find(objs, "Kustomization", "")
 	if !ok {
 		t.FailNow()
 	}
-	if ko.File != "kubernetes/kustomization.yaml" {
-		t.Errorf("the Kustomization is in %s, want kubernetes/kustomization.yaml", ko.File)
+	if ko.File != k8sBase+"/kustomization.yaml" {
+		t.Errorf("the Kustomization is in %s, want %s/kustomization.yaml", ko.File, k8sBase)
 	}
 	var kz kustomization
 	decode(t, ko, &kz)
 	listed := map[string]bool{}
 	for _, r := range kz.Resources {
 		listed[r] = true
-		if _, err := os.Stat(filepath.Join("kubernetes", filepath.FromSlash(r))); err != nil {
-			t.Errorf("kubernetes/kustomization.yaml: resource %s: %v", r, err)
+		if _, err := os.Stat(filepath.Join(k8sBase, filepath.FromSlash(r))); err != nil {
+			t.Errorf("%s/kustomization.yaml: resource %s: %v", k8sBase, r, err)
 		}
 	}
 	for _, o := range objs {
-		if base := strings.TrimPrefix(o.File, "kubernetes/"); o.Kind != "Kustomization" && !listed[base] {
-			t.Errorf("kubernetes/kustomization.yaml: resources does not list %s (%s %s)", base, o.Kind, o.Name)
+		if base := strings.TrimPrefix(o.File, k8sBase+"/"); o.Kind != "Kustomization" && !listed[base] {
+			t.Errorf("%s/kustomization.yaml: resources does not list %s (%s %s)", k8sBase, base, o.Kind, o.Name)
 			listed[base] = true // once per file
 		}
 	}
@@ -1289,7 +1320,7 @@ func TestKubernetes(t *testing.T) {
 		case s.ConfigMap != nil:
 			o, ok := find(objs, "ConfigMap", s.ConfigMap.Name)
 			if !ok {
-				t.Errorf("%v: volume %s: ConfigMap %q is not defined (generate kubernetes/partners.yaml with -update)", do, pvName, s.ConfigMap.Name)
+				t.Errorf("%v: volume %s: ConfigMap %q is not defined (generate %s with -update)", do, pvName, s.ConfigMap.Name, partnersManifest)
 				continue
 			}
 			if len(s.ConfigMap.Items) == 0 {
@@ -1406,10 +1437,10 @@ func TestKubernetes(t *testing.T) {
 		}
 	}
 	if !lb {
-		t.Errorf("deploy/kubernetes: no Service of type LoadBalancer for SFTP (%d)", sftpPort)
+		t.Errorf("deploy/%s: no Service of type LoadBalancer for SFTP (%d)", k8sBase, sftpPort)
 	}
 	if !ci {
-		t.Errorf("deploy/kubernetes: no ClusterIP Service for HTTP (%d)", httpPort)
+		t.Errorf("deploy/%s: no ClusterIP Service for HTTP (%d)", k8sBase, httpPort)
 	}
 
 	// The PVC.
@@ -1482,8 +1513,8 @@ func examplePartnerFiles(t *testing.T) []partnerFile {
 }
 
 const (
-	partnersManifest = "kubernetes/partners.yaml"
-	deploymentFile   = "kubernetes/deployment.yaml"
+	partnersManifest = k8sBase + "/partners.yaml"
+	deploymentFile   = k8sBase + "/deployment.yaml"
 )
 
 // partnersGenerated is what -update writes: the ConfigMap manifest and the
@@ -1585,8 +1616,8 @@ func replaceRegions(src string, regions map[string][]string) (string, error) {
 	return strings.Join(out, "\n"), nil
 }
 
-// TestKubernetesPartners checks that kubernetes/partners.yaml and the
-// generated regions of kubernetes/deployment.yaml are what -update makes
+// TestKubernetesPartners checks that kubernetes/base/partners.yaml and the
+// generated regions of kubernetes/base/deployment.yaml are what -update makes
 // of deploy/examples/partners (or, with -update, writes them).
 func TestKubernetesPartners(t *testing.T) {
 	manifest, regions := partnersGenerated(t)
@@ -1662,6 +1693,923 @@ func blockScalar(s string, indent int) string {
 		}
 	}
 	return b.String()
+}
+
+// ---------------------------------------------------------------------------
+// Kubernetes: several nodes (kubernetes/cluster)
+
+// k8sCluster is the overlay that runs several nodes on PostgreSQL and S3.
+const k8sCluster = "kubernetes/cluster"
+
+// kObject is one object of a kustomize build, in generic form.
+type kObject struct {
+	Kind, Name string
+	From       string // the file and document that defined it, and the patches applied
+	Doc        map[string]any
+}
+
+func (o kObject) String() string { return fmt.Sprintf("%s %s (%s)", o.Kind, o.Name, o.From) }
+
+// kustomizationFile is the part of kustomization.yaml that kustomizeBuild
+// understands. It is decoded strictly: a feature it does not know
+// (generators, namespace, components, patch targets, ...) fails the test
+// instead of being ignored.
+type kustomizationFile struct {
+	APIVersion string   `yaml:"apiVersion"`
+	Kind       string   `yaml:"kind"`
+	Resources  []string `yaml:"resources"`
+	Patches    []struct {
+		Path   string `yaml:"path"`
+		Patch  string `yaml:"patch"`
+		Target any    `yaml:"target"`
+	} `yaml:"patches"`
+	Images []struct {
+		Name    string `yaml:"name"`
+		NewName string `yaml:"newName"`
+		NewTag  string `yaml:"newTag"`
+	} `yaml:"images"`
+}
+
+// parseDocs splits a manifest on "---" lines and decodes each non-empty
+// document as a mapping.
+func parseDocs(name string, data []byte) ([]map[string]any, error) {
+	var out []map[string]any
+	for i, doc := range docSeparator.Split(string(data), -1) {
+		if strings.TrimSpace(stripComments(doc)) == "" {
+			continue
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+			return nil, fmt.Errorf("%s document %d: %s", name, i+1, yaml.FormatError(err, false, false))
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// kindName reads kind and metadata.name of a generic object.
+func kindName(d map[string]any) (string, string) {
+	kind, _ := d["kind"].(string)
+	md, _ := d["metadata"].(map[string]any)
+	name, _ := md["name"].(string)
+	return kind, name
+}
+
+// inside reports whether p is dir or below it.
+func inside(dir, p string) bool {
+	rel, err := filepath.Rel(mustAbsPath(dir), mustAbsPath(p))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+func mustAbsPath(p string) string {
+	abs, err := filepath.Abs(filepath.FromSlash(p))
+	if err != nil {
+		panic(err)
+	}
+	return abs
+}
+
+// kustomizeBuild is this test's reading of `kubectl kustomize dir` for the
+// features these manifests use: resources (files, and folders built
+// recursively), strategic-merge patches given by path or inline, naming
+// their target by kind and metadata.name, and images. Where kubectl is
+// installed, compareKustomize checks that the real build agrees.
+func kustomizeBuild(dir string) ([]kObject, error) {
+	kf := path.Join(dir, "kustomization.yaml")
+	data, err := os.ReadFile(filepath.FromSlash(kf))
+	if err != nil {
+		return nil, err
+	}
+	var k kustomizationFile
+	if err := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField()).Decode(&k); err != nil {
+		return nil, fmt.Errorf("%s: %s\n(deploy_test.go's kustomize build knows resources, patches by path or inline without target, and images: extend kustomizeBuild)", kf, yaml.FormatError(err, false, false))
+	}
+	if k.Kind != "Kustomization" {
+		return nil, fmt.Errorf("%s: kind is %q, want Kustomization", kf, k.Kind)
+	}
+	var objs []kObject
+	index := func(kind, name string) int {
+		return slices.IndexFunc(objs, func(o kObject) bool { return o.Kind == kind && o.Name == name })
+	}
+	for _, r := range k.Resources {
+		p := path.Join(dir, r)
+		st, err := os.Stat(filepath.FromSlash(p))
+		if err != nil {
+			return nil, fmt.Errorf("%s: resource %s: %v", kf, r, err)
+		}
+		var add []kObject
+		if st.IsDir() {
+			if inside(p, dir) {
+				return nil, fmt.Errorf("%s: resource %s (%s) contains this kustomization's folder: kustomize refuses that as a cycle", kf, r, p)
+			}
+			if add, err = kustomizeBuild(p); err != nil {
+				return nil, err
+			}
+		} else {
+			if !inside(dir, p) {
+				return nil, fmt.Errorf("%s: resource %s is outside %s: kustomize loads files only from the kustomization's folder (refer to the folder of a base instead)", kf, r, dir)
+			}
+			b, err := os.ReadFile(filepath.FromSlash(p))
+			if err != nil {
+				return nil, err
+			}
+			docs, err := parseDocs(p, b)
+			if err != nil {
+				return nil, err
+			}
+			for i, d := range docs {
+				kind, name := kindName(d)
+				if kind == "" || name == "" {
+					return nil, fmt.Errorf("%s document %d: no kind or metadata.name", p, i+1)
+				}
+				add = append(add, kObject{Kind: kind, Name: name, From: fmt.Sprintf("%s document %d", p, i+1), Doc: d})
+			}
+		}
+		for _, o := range add {
+			if j := index(o.Kind, o.Name); j >= 0 {
+				return nil, fmt.Errorf("%s: %s %s is defined twice: %s and %s", kf, o.Kind, o.Name, objs[j].From, o.From)
+			}
+			objs = append(objs, o)
+		}
+	}
+	for i, pt := range k.Patches {
+		var src string
+		var b []byte
+		switch {
+		case pt.Target != nil:
+			return nil, fmt.Errorf("%s: patches[%d] has a target: deploy_test.go's kustomize build supports patches that name their object (kind, metadata.name) only", kf, i)
+		case pt.Path != "" && pt.Patch == "":
+			src = path.Join(dir, pt.Path)
+			if !inside(dir, src) {
+				return nil, fmt.Errorf("%s: patch %s is outside %s: kustomize loads files only from the kustomization's folder", kf, pt.Path, dir)
+			}
+			if b, err = os.ReadFile(filepath.FromSlash(src)); err != nil {
+				return nil, fmt.Errorf("%s: patch %s: %v", kf, pt.Path, err)
+			}
+		case pt.Patch != "" && pt.Path == "":
+			src, b = fmt.Sprintf("%s patches[%d]", kf, i), []byte(pt.Patch)
+		default:
+			return nil, fmt.Errorf("%s: patches[%d] needs exactly one of path and patch", kf, i)
+		}
+		docs, err := parseDocs(src, b)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range docs {
+			kind, name := kindName(d)
+			j := index(kind, name)
+			if j < 0 {
+				return nil, fmt.Errorf("%s patches %s %q, which the build of %s does not define", src, kind, name, dir)
+			}
+			if d["$patch"] == "delete" {
+				objs = slices.Delete(objs, j, j+1)
+				continue
+			}
+			merged, err := strategicMerge(objs[j].Doc, d, nil)
+			if err != nil {
+				return nil, fmt.Errorf("%s (%s %s): %v", src, kind, name, err)
+			}
+			objs[j].Doc = merged
+			objs[j].From += ", patched by " + src
+		}
+	}
+	for _, im := range k.Images {
+		for _, o := range objs {
+			spec, _ := dig(o.Doc, "spec", "template", "spec").(map[string]any)
+			for _, list := range []string{"initContainers", "containers"} {
+				cs, _ := spec[list].([]any)
+				for _, c := range cs {
+					cm, _ := c.(map[string]any)
+					img, _ := cm["image"].(string)
+					name, tag, _ := strings.Cut(img, ":")
+					if name != im.Name {
+						continue
+					}
+					if im.NewName != "" {
+						name = im.NewName
+					}
+					if im.NewTag != "" {
+						tag = im.NewTag
+					}
+					cm["image"] = name
+					if tag != "" {
+						cm["image"] = name + ":" + tag
+					}
+				}
+			}
+		}
+	}
+	return objs, nil
+}
+
+// dig follows keys through nested mappings; nil when one is missing.
+func dig(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+// patchMergeKey is the Kubernetes API's patchMergeKey of the list field
+// under the path at: a patch's element merges into the element with the
+// same key. Lists without one (args, accessModes, tolerations, the
+// affinity terms, ...) are replaced whole, as the API patches them.
+func patchMergeKey(at []string, field string) string {
+	switch field {
+	case "containers", "initContainers", "volumes", "env", "imagePullSecrets":
+		return "name"
+	case "volumeMounts":
+		return "mountPath"
+	case "ports":
+		if slices.Contains(at, "containers") || slices.Contains(at, "initContainers") {
+			return "containerPort"
+		}
+		return "port" // a Service's
+	case "topologySpreadConstraints":
+		return "topologyKey"
+	}
+	return ""
+}
+
+// strategicMerge applies a strategic-merge patch: mappings merge, null
+// deletes a key, `$patch: replace` replaces a mapping, lists with a merge
+// key merge element by element (`$patch: delete` removes one; kustomize's
+// order: the patch's elements, then the others), other lists and scalars
+// are replaced. dst is not modified.
+func strategicMerge(dst, patch map[string]any, at []string) (map[string]any, error) {
+	switch patch["$patch"] {
+	case nil:
+	case "replace":
+		dst = nil
+	default:
+		return nil, fmt.Errorf("%s: $patch: %v is not supported here", strings.Join(at, "."), patch["$patch"])
+	}
+	out := maps.Clone(dst)
+	if out == nil {
+		out = map[string]any{}
+	}
+	for k, pv := range patch {
+		if k == "$patch" {
+			continue
+		}
+		if strings.HasPrefix(k, "$") {
+			return nil, fmt.Errorf("%s: the directive %s is not supported by deploy_test.go's kustomize build", strings.Join(at, "."), k)
+		}
+		here := append(slices.Clip(at), k)
+		switch pv := pv.(type) {
+		case nil:
+			delete(out, k)
+		case map[string]any:
+			dm, _ := out[k].(map[string]any)
+			m, err := strategicMerge(dm, pv, here)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = m
+		case []any:
+			key := patchMergeKey(at, k)
+			if key == "" {
+				out[k] = pv
+				continue
+			}
+			dl, _ := out[k].([]any)
+			l, err := mergeList(dl, pv, key, here)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = l
+		default:
+			out[k] = pv
+		}
+	}
+	return out, nil
+}
+
+func mergeList(dst, patch []any, key string, at []string) ([]any, error) {
+	keyOf := func(e any) (string, bool) {
+		m, _ := e.(map[string]any)
+		v, ok := m[key]
+		return fmt.Sprint(v), ok && v != nil
+	}
+	var out []any
+	used := map[int]bool{}
+	for i, pe := range patch {
+		pk, ok := keyOf(pe)
+		if !ok {
+			return nil, fmt.Errorf("%s[%d]: no %s (the list's merge key)", strings.Join(at, "."), i, key)
+		}
+		pm := pe.(map[string]any)
+		j := slices.IndexFunc(dst, func(de any) bool { dk, ok := keyOf(de); return ok && dk == pk })
+		if j >= 0 {
+			used[j] = true
+		}
+		if pm["$patch"] == "delete" {
+			continue
+		}
+		var base map[string]any
+		if j >= 0 {
+			base, _ = dst[j].(map[string]any)
+		}
+		m, err := strategicMerge(base, pm, append(slices.Clip(at), pk))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	for j, de := range dst {
+		if !used[j] {
+			out = append(out, de)
+		}
+	}
+	return out, nil
+}
+
+// canonical sorts every list of mappings (by its JSON), so that two builds
+// that differ only in the order of containers, volumes, env and the like
+// compare equal.
+func canonical(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = canonical(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = canonical(e)
+		}
+		if !slices.ContainsFunc(out, func(e any) bool { _, ok := e.(map[string]any); return !ok }) {
+			slices.SortFunc(out, func(a, b any) int {
+				ja, _ := json.Marshal(a)
+				jb, _ := json.Marshal(b)
+				return bytes.Compare(ja, jb)
+			})
+		}
+		return out
+	}
+	return v
+}
+
+// compareKustomize checks kustomizeBuild against `kubectl kustomize dir`
+// when kubectl is installed (CI has none: then it only logs).
+func compareKustomize(t *testing.T, dir string, objs []kObject) {
+	t.Helper()
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Logf("kubectl is not installed: deploy/%s is not compared with `kubectl kustomize`", dir)
+		return
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, kubectl, "kustomize", filepath.FromSlash(dir))
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Errorf("kubectl kustomize deploy/%s: %v\n%s", dir, err, stderr.String())
+		return
+	}
+	docs, err := parseDocs("kubectl kustomize "+dir, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := map[string]kObject{}
+	for _, o := range objs {
+		ours[o.Kind+" "+o.Name] = o
+	}
+	for _, d := range docs {
+		kind, name := kindName(d)
+		o, ok := ours[kind+" "+name]
+		if !ok {
+			t.Errorf("kubectl kustomize deploy/%s makes %s %s, which deploy_test.go's build does not", dir, kind, name)
+			continue
+		}
+		delete(ours, kind+" "+name)
+		if want, got := canonical(d), canonical(o.Doc); !reflect.DeepEqual(want, got) {
+			w, _ := yaml.Marshal(want)
+			g, _ := yaml.Marshal(got)
+			wl, gl := strings.Split(string(w), "\n"), strings.Split(string(g), "\n")
+			i := 0
+			for i < len(wl) && i < len(gl) && wl[i] == gl[i] {
+				i++
+			}
+			t.Errorf("deploy/%s: %v differs from what `kubectl kustomize` makes; first difference (sorted YAML, line %d):\n  kubectl:         %q\n  deploy_test.go:  %q",
+				dir, o, i+1, line(wl, i), line(gl, i))
+		}
+	}
+	for _, k := range keys(ours) {
+		t.Errorf("deploy_test.go's build of deploy/%s makes %v, which `kubectl kustomize` does not", dir, ours[k])
+	}
+}
+
+func line(lines []string, i int) string {
+	if i < len(lines) {
+		return lines[i]
+	}
+	return "(end)"
+}
+
+// decodeObject decodes a built object into a typed view.
+func decodeObject(t *testing.T, o kObject, v any) {
+	t.Helper()
+	b, err := yaml.Marshal(o.Doc)
+	if err == nil {
+		err = yaml.Unmarshal(b, v)
+	}
+	if err != nil {
+		t.Fatalf("%v: %v", o, err)
+	}
+}
+
+// intValue reads an integer field (maxSurge, minAvailable, ...); percentages
+// and other strings are not integers.
+func intValue(v any) (int, bool) {
+	switch v := v.(type) {
+	case int:
+		return v, true
+	case int64:
+		return int(v), true
+	case uint64:
+		return int(v), true
+	}
+	return 0, false
+}
+
+// hostKeyFiles reads the host key file names the SFTP listener loads from
+// sftp.host_key_dir (the constants of gateway/sftpd/hostkeys.go).
+func hostKeyFiles(t *testing.T) []string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(repoRoot, "gateway", "sftpd", "hostkeys.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range regexp.MustCompile(`(?m)^\s*hostKey\w*\s*=\s*"([^"]+)"`).FindAllSubmatch(src, -1) {
+		out = append(out, string(m[1]))
+	}
+	if len(out) < 2 {
+		t.Fatalf("gateway/sftpd/hostkeys.go: found host key file names %q, want the ed25519 and RSA ones (constants hostKey... = \"ssh_host_..._key\"): update hostKeyFiles", out)
+	}
+	return out
+}
+
+// selects reports whether the label selector is non-empty and matches labels.
+func selects(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return len(selector) > 0
+}
+
+// TestKustomizeBuilds checks that kubernetes/kustomization.yaml builds the
+// single-node manifests of kubernetes/base, and, where kubectl is installed,
+// that deploy_test.go's builds agree with kubectl's.
+func TestKustomizeBuilds(t *testing.T) {
+	single, err := kustomizeBuild("kubernetes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want []string
+	for _, o := range single {
+		got = append(got, o.Kind+" "+o.Name)
+	}
+	for _, o := range k8sObjects(t) {
+		if o.Kind != "Kustomization" {
+			want = append(want, o.Kind+" "+o.Name)
+		}
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("kubernetes/kustomization.yaml builds %q, want the objects of %s/*.yaml %q (`kubectl apply -k deploy/kubernetes` is the single node)", got, k8sBase, want)
+	}
+	compareKustomize(t, "kubernetes", single)
+	cluster, err := kustomizeBuild(k8sCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareKustomize(t, k8sCluster, cluster)
+}
+
+// TestKubernetesCluster checks the overlay for several nodes, as built:
+// the spool in PostgreSQL and the payloads and archive in S3; what every
+// node must share (host keys, outbox, partner profiles) shared, and
+// nothing node-local that must outlive a pod; more than one replica,
+// rolled one at a time, spread over machines, with a PodDisruptionBudget.
+func TestKubernetesCluster(t *testing.T) {
+	objs, err := kustomizeBuild(k8sCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(kind, name string) (kObject, bool) {
+		i := slices.IndexFunc(objs, func(o kObject) bool { return o.Kind == kind && (name == "" || o.Name == name) })
+		if i < 0 {
+			return kObject{}, false
+		}
+		return objs[i], true
+	}
+	all := func(kind string) []kObject {
+		var out []kObject
+		for _, o := range objs {
+			if o.Kind == kind {
+				out = append(out, o)
+			}
+		}
+		return out
+	}
+
+	// Never a private key in the repository: host keys are made per installation.
+	err = filepath.WalkDir(filepath.FromSlash(k8sCluster), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte("PRIVATE KEY-----")) {
+			t.Errorf("%s contains a private key: SFTP host keys are made per installation (ssh-keygen) and go in a Secret created from them, never into the repository", filepath.ToSlash(p))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The Deployment: replicas, rollout, spread.
+	deps := all("Deployment")
+	if len(deps) != 1 {
+		t.Fatalf("deploy/%s builds %d Deployments, want 1", k8sCluster, len(deps))
+	}
+	do := deps[0]
+	var d deployment
+	decodeObject(t, do, &d)
+	podSpec, _ := dig(do.Doc, "spec", "template", "spec").(map[string]any)
+	for k := range podSpec {
+		if !knownPodSpecKeys[k] {
+			t.Errorf("%v: spec.template.spec.%s is not a field this test knows (misspelt?)", do, k)
+		}
+	}
+	cs, _ := podSpec["containers"].([]any)
+	for _, c := range cs {
+		m, _ := c.(map[string]any)
+		for k := range m {
+			if !knownContainerKeys[k] {
+				t.Errorf("%v: containers[].%s is not a field this test knows (misspelt?)", do, k)
+			}
+		}
+	}
+	replicas := 1
+	if d.Spec.Replicas != nil {
+		replicas = *d.Spec.Replicas
+	}
+	if replicas < 2 {
+		t.Errorf("%v: replicas %d, want 2 or more: the overlay is for several nodes", do, replicas)
+	}
+	podLabels := d.Spec.Template.Metadata.Labels
+	maxUnavailable := -1
+	if d.Spec.Strategy.Type != "RollingUpdate" {
+		t.Errorf("%v: strategy.type is %q, want RollingUpdate: with the spool in PostgreSQL old and new pods may run together, and Recreate would stop every node at once", do, d.Spec.Strategy.Type)
+	} else if ru := d.Spec.Strategy.RollingUpdate; ru == nil {
+		t.Errorf("%v: no strategy.rollingUpdate: the defaults (25%% of %d) round to maxSurge 1, maxUnavailable 0 only by accident; state them", do, replicas)
+	} else {
+		surge, ok1 := intValue(ru.MaxSurge)
+		unavail, ok2 := intValue(ru.MaxUnavailable)
+		switch {
+		case !ok1 || !ok2:
+			t.Errorf("%v: rollingUpdate maxSurge %v, maxUnavailable %v: want integers (percentages of a few replicas round unexpectedly)", do, ru.MaxSurge, ru.MaxUnavailable)
+		case unavail > 1:
+			t.Errorf("%v: rollingUpdate.maxUnavailable %d: want at most 1 (one node at a time)", do, unavail)
+		case surge > 1:
+			t.Errorf("%v: rollingUpdate.maxSurge %d: want at most 1", do, surge)
+		case surge == 0 && unavail == 0:
+			t.Errorf("%v: rollingUpdate maxSurge and maxUnavailable are both 0: the rollout cannot progress", do)
+		default:
+			maxUnavailable = unavail
+		}
+	}
+	spreads := false
+	if a := d.Spec.Template.Spec.Affinity; a != nil && a.PodAntiAffinity != nil {
+		for _, p := range a.PodAntiAffinity.Preferred {
+			if p.PodAffinityTerm.TopologyKey == "kubernetes.io/hostname" && selects(p.PodAffinityTerm.LabelSelector.MatchLabels, podLabels) && p.Weight > 0 {
+				spreads = true
+			}
+		}
+	}
+	if !spreads {
+		t.Errorf("%v: no preferred podAntiAffinity term on kubernetes.io/hostname selecting the pod's own labels %v: the replicas may share a machine", do, podLabels)
+	}
+	if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second < minStopGrace {
+		t.Errorf("%v: terminationGracePeriodSeconds must be at least %v so running stages can finish", do, minStopGrace)
+	}
+
+	// The PodDisruptionBudget.
+	pdbs := all("PodDisruptionBudget")
+	if len(pdbs) == 0 {
+		t.Errorf("deploy/%s builds no PodDisruptionBudget: a node drain could evict every replica at once", k8sCluster)
+	}
+	for _, po := range pdbs {
+		var pdb struct {
+			Spec struct {
+				MinAvailable   any `yaml:"minAvailable"`
+				MaxUnavailable any `yaml:"maxUnavailable"`
+				Selector       struct {
+					MatchLabels map[string]string `yaml:"matchLabels"`
+				} `yaml:"selector"`
+			} `yaml:"spec"`
+		}
+		decodeObject(t, po, &pdb)
+		if !selects(pdb.Spec.Selector.MatchLabels, podLabels) {
+			t.Errorf("%v: selector %v does not select the Deployment's pods (labels %v)", po, pdb.Spec.Selector.MatchLabels, podLabels)
+		}
+		minAvail, ok := intValue(pdb.Spec.MinAvailable)
+		switch {
+		case !ok:
+			t.Errorf("%v: minAvailable %v: want an integer number of pods", po, pdb.Spec.MinAvailable)
+		case minAvail < 1 || minAvail >= replicas:
+			t.Errorf("%v: minAvailable %d with %d replicas: want 1 to %d (at least one pod serving; and at least one may go, or a node drain never finishes)", po, minAvail, replicas, replicas-1)
+		case maxUnavailable >= 0 && replicas-maxUnavailable < minAvail:
+			t.Errorf("%v: minAvailable %d, but a rollout takes %d of %d replicas down at once", po, minAvail, maxUnavailable, replicas)
+		}
+	}
+
+	// The container, its volumes and its configuration.
+	spec := d.Spec.Template.Spec
+	if len(spec.Containers) != 1 {
+		t.Fatalf("%v: %d containers, want 1", do, len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	vols := map[string]volume{}
+	for _, v := range spec.Volumes {
+		vols[v.Name] = v
+	}
+	type mount struct {
+		Vol      volume
+		Path     string
+		ReadOnly bool
+	}
+	var mounts []mount
+	mounted := map[string]bool{}
+	for _, m := range c.VolumeMounts {
+		v, ok := vols[m.Name]
+		if !ok {
+			t.Errorf("%v: volumeMount %s (%s) has no volume", do, m.Name, m.MountPath)
+			continue
+		}
+		if m.SubPath != "" {
+			t.Errorf("%v: volumeMount %s uses subPath, which never sees ConfigMap/Secret updates", do, m.Name)
+		}
+		mounts = append(mounts, mount{v, path.Clean(m.MountPath), m.ReadOnly})
+		mounted[m.Name] = true
+	}
+	for _, v := range spec.Volumes {
+		if !mounted[v.Name] {
+			t.Errorf("%v: volume %s is not mounted", do, v.Name)
+		}
+	}
+	// mountFor returns the mount holding p: the one with the longest path
+	// that is p or above it.
+	mountFor := func(p string) (mount, bool) {
+		var best mount
+		found := false
+		for _, m := range mounts {
+			if (p == m.Path || strings.HasPrefix(p, m.Path+"/")) && (!found || len(m.Path) > len(best.Path)) {
+				best, found = m, true
+			}
+		}
+		return best, found
+	}
+	if m, ok := mountFor("/tmp"); !ok || m.Path != "/tmp" || m.Vol.EmptyDir == nil {
+		t.Errorf("%v: no emptyDir on /tmp: with a read-only root file system, S3 uploads cannot stage bodies in os.TempDir", do)
+	}
+
+	if len(c.Args) != 3 || c.Args[0] != "serve" || c.Args[1] != "--config" {
+		t.Fatalf("%v: args are %q, want [serve --config <file>]", do, c.Args)
+	}
+	cfgPath := c.Args[2]
+	cm, ok := mountFor(path.Dir(cfgPath))
+	if !ok || cm.Path != path.Dir(cfgPath) || cm.Vol.ConfigMap == nil {
+		t.Fatalf("%v: --config %s: no ConfigMap volume is mounted on %s", do, cfgPath, path.Dir(cfgPath))
+	}
+	cmo, ok := get("ConfigMap", cm.Vol.ConfigMap.Name)
+	if !ok {
+		t.Fatalf("%v: the config volume's ConfigMap %s is not in the build", do, cm.Vol.ConfigMap.Name)
+	}
+	var cmv configMap
+	decodeObject(t, cmo, &cmv)
+	gwYAML, ok := cmv.Data[path.Base(cfgPath)]
+	if !ok {
+		t.Fatalf("%v: no data key %q (the Deployment's --config %s)", cmo, path.Base(cfgPath), cfgPath)
+	}
+	name := fmt.Sprintf("%v data.%s", cmo, path.Base(cfgPath))
+	cfg := loadConfigData(t, name, gwYAML)
+	checkListen(t, name+": sftp.listen", cfg.SFTP.Listen, sftpPort)
+	checkHTTPListen(t, name, cfg)
+
+	// Shared records and payloads.
+	if cfg.Spool.Driver != "postgres" {
+		t.Errorf("%s: spool.driver is %q, want postgres: SQLite has one writer, and every node must see the same records", name, cfg.Spool.Driver)
+	}
+	if cfg.Spool.DSNEnv == "" {
+		t.Errorf("%s: spool.dsn_env is not set: the nodes would not know where the database is", name)
+	}
+	if cfg.Blobs.Kind != "s3" || cfg.Blobs.S3.Bucket == "" {
+		t.Errorf("%s: blobs.kind %q, bucket %q: want s3 and a bucket, so that any node reads the payloads another received", name, cfg.Blobs.Kind, cfg.Blobs.S3.Bucket)
+	}
+	if cfg.Archive.Kind != "s3" || cfg.Archive.S3.Bucket == "" {
+		t.Errorf("%s: archive.kind %q, bucket %q: want s3 and a bucket (a pod's archive folder dies with the pod)", name, cfg.Archive.Kind, cfg.Archive.S3.Bucket)
+	}
+	if b, a := cfg.Blobs.S3, cfg.Archive.S3; b.Bucket == a.Bucket && b.Endpoint == a.Endpoint {
+		bp, ap := strings.Trim(b.Prefix, "/")+"/", strings.Trim(a.Prefix, "/")+"/"
+		if bp == "/" || ap == "/" || strings.HasPrefix(bp, ap) || strings.HasPrefix(ap, bp) {
+			t.Errorf("%s: blobs (prefix %q) and archive (prefix %q) share bucket %s with overlapping prefixes: give them separate buckets or prefixes", name, b.Prefix, a.Prefix, b.Bucket)
+		}
+	}
+	if len(cfg.HTTP.Tokens) == 0 {
+		t.Errorf("%s: http.tokens is empty: each node would generate its own admin token into its disposable data directory", name)
+	}
+	if cfg.ERP.Sink.Enabled {
+		t.Errorf("%s: erp.sink.enabled: the built-in sink is per node (its records would be spread over the pods and lost with them)", name)
+	}
+
+	// Nothing node-local must outlive a pod: the data directory is an emptyDir.
+	if m, ok := mountFor(cfg.DataDir); !ok || m.Path != path.Clean(cfg.DataDir) || m.Vol.EmptyDir == nil {
+		t.Errorf("%s: data_dir %s is not an emptyDir mount of the Deployment: it holds uploads in progress only, and a persistent volume per pod would suggest otherwise (and pin pods to machines)", name, cfg.DataDir)
+	}
+
+	// The SFTP host keys: one Secret, read-only, the files the listener loads.
+	hk, ok := mountFor(cfg.SFTP.HostKeyDir)
+	switch {
+	case !ok || hk.Path != path.Clean(cfg.SFTP.HostKeyDir) || hk.Vol.Secret == nil:
+		t.Errorf("%s: sftp.host_key_dir %s is not a Secret volume mount of the Deployment: every node must present the same host keys (partners pin them); a node would generate its own", name, cfg.SFTP.HostKeyDir)
+	default:
+		s := hk.Vol.Secret
+		if !hk.ReadOnly {
+			t.Errorf("%v: the host key volume %s on %s is not mounted readOnly", do, hk.Vol.Name, hk.Path)
+		}
+		if s.Optional {
+			t.Errorf("%v: the host key Secret %s is optional: without it a node would generate keys of its own; it must not start instead", do, s.SecretName)
+		}
+		if _, defined := get("Secret", s.SecretName); defined {
+			t.Errorf("deploy/%s defines Secret %s: host keys are made per installation (ssh-keygen) and created as a Secret, never committed", k8sCluster, s.SecretName)
+		}
+		items := map[string]keyToPath{}
+		for _, it := range s.Items {
+			items[it.Path] = it
+		}
+		for _, f := range hostKeyFiles(t) {
+			it, ok := items[f]
+			if !ok && len(s.Items) > 0 {
+				t.Errorf("%v: the host key volume %s has no item with path %s: the listener would try to generate it into the read-only folder and fail", do, hk.Vol.Name, f)
+				continue
+			}
+			if ok && it.Key != f {
+				t.Errorf("%v: the host key volume %s takes %s from Secret key %q; name the key %s, as `kubectl create secret generic --from-file=%s` does", do, hk.Vol.Name, f, it.Key, f, f)
+			}
+			mode := 0o644 // Kubernetes' default
+			if s.DefaultMode != nil {
+				mode = *s.DefaultMode
+			}
+			if it.Mode != nil {
+				mode = *it.Mode
+			}
+			if mode&0o007 != 0 || mode&0o040 == 0 {
+				t.Errorf("%v: host key %s gets mode %#o: want 0440 (readable by the pod's fsGroup, which the gateway runs in, and by no one else)", do, f, mode)
+			}
+		}
+		if len(s.Items) == 0 {
+			t.Errorf("%v: the host key volume %s lists no items: list %q, so that a Secret missing one fails the mount by name", do, hk.Vol.Name, hostKeyFiles(t))
+		}
+	}
+
+	// The outbox: shared by every node, so ReadWriteMany.
+	claims := map[string]bool{}
+	for _, v := range spec.Volumes {
+		if v.PersistentVolumeClaim == nil {
+			continue
+		}
+		cn := v.PersistentVolumeClaim.ClaimName
+		claims[cn] = true
+		po, ok := get("PersistentVolumeClaim", cn)
+		if !ok {
+			t.Errorf("%v: volume %s claims PersistentVolumeClaim %q, which the build does not define", do, v.Name, cn)
+			continue
+		}
+		var pvc struct {
+			Spec struct {
+				AccessModes []string `yaml:"accessModes"`
+			} `yaml:"spec"`
+		}
+		decodeObject(t, po, &pvc)
+		if !slices.Contains(pvc.Spec.AccessModes, "ReadWriteMany") {
+			t.Errorf("%v: accessModes %q, want ReadWriteMany: all %d replicas mount it (volume %s), on different machines", po, pvc.Spec.AccessModes, replicas, v.Name)
+		}
+	}
+	for _, po := range all("PersistentVolumeClaim") {
+		if !claims[po.Name] {
+			t.Errorf("%v: no volume of the Deployment claims it (the base's edigw-data must be deleted: the data directory is an emptyDir)", po)
+		}
+	}
+	if m, ok := mountFor(cfg.Outbox.Dir); !ok || m.Vol.PersistentVolumeClaim == nil {
+		t.Errorf("%s: outbox.dir %s is not on a PersistentVolumeClaim mount: partners download from outbox/ on whichever node their connection lands, so every node needs the same outbox (ReadWriteMany)", name, cfg.Outbox.Dir)
+	}
+
+	// Environment: every *_env of gateway.yaml and of the partner profiles,
+	// secrets by secretKeyRef to keys the (example) Secret has.
+	envSet := map[string]bool{}
+	for _, e := range c.Env {
+		envSet[e.Name] = true
+		if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+			if e.Name == cfg.Spool.DSNEnv {
+				t.Errorf("%v: env %s (spool.dsn_env) is not a secretKeyRef: the connection string carries the database password", do, e.Name)
+			}
+			continue
+		}
+		r := e.ValueFrom.SecretKeyRef
+		if e.Name == cfg.Spool.DSNEnv && r.Optional {
+			t.Errorf("%v: env %s (spool.dsn_env) is optional: a node without it cannot start", do, e.Name)
+		}
+		so, ok := get("Secret", r.Name)
+		if !ok {
+			t.Errorf("%v: env %s: secretKeyRef names Secret %q, which the build does not define", do, e.Name, r.Name)
+			continue
+		}
+		var sec secret
+		decodeObject(t, so, &sec)
+		_, inData := sec.Data[r.Key]
+		if _, inString := sec.StringData[r.Key]; !inData && !inString {
+			t.Errorf("%v: env %s: key %q is not in %v", do, e.Name, r.Key, so)
+		}
+	}
+	for _, env := range envRefs(cfg) {
+		if !envSet[env] {
+			t.Errorf("%s references $%s, but the Deployment's container does not set it", name, env)
+		}
+	}
+	envRef := regexp.MustCompile(`(?m)^\s*[a-z_]+_env:\s*"?([A-Za-z_][A-Za-z0-9_]*)`)
+	for _, f := range examplePartnerFiles(t) {
+		if path.Base(f.Path) != partners.ProfileFile {
+			continue
+		}
+		for _, m := range envRef.FindAllStringSubmatch(f.Content, -1) {
+			if !envSet[m[1]] {
+				t.Errorf("%s/%s references $%s, but the Deployment's container does not set it", examplesDir, f.Path, m[1])
+			}
+		}
+	}
+
+	// Services: SFTP lands on any pod; console sessions stay on theirs.
+	ports := map[string]int{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+		ports[strconv.Itoa(p.ContainerPort)] = p.ContainerPort
+	}
+	var sftpSvc, httpSvc bool
+	for _, so := range all("Service") {
+		var s service
+		decodeObject(t, so, &s)
+		if !selects(s.Spec.Selector, podLabels) {
+			t.Errorf("%v: selector %v does not select the Deployment's pods (labels %v)", so, s.Spec.Selector, podLabels)
+		}
+		affinity := "(unset)"
+		if s.Spec.SessionAffinity != nil {
+			affinity = *s.Spec.SessionAffinity
+		}
+		for _, p := range s.Spec.Ports {
+			target, ok := ports[fmt.Sprint(p.TargetPort)]
+			if p.TargetPort == nil {
+				target, ok = ports[strconv.Itoa(p.Port)]
+			}
+			switch {
+			case !ok:
+				t.Errorf("%v: port %s targets %v, which the container does not declare", so, p.Name, p.TargetPort)
+			case target == sftpPort:
+				sftpSvc = true
+				if affinity != "None" {
+					t.Errorf("%v: sessionAffinity is %s, want None, stated: every node serves every partner, and a connection may land on any pod", so, affinity)
+				}
+				if s.Spec.Type == "LoadBalancer" && s.Spec.ExternalTrafficPolicy != "Local" {
+					t.Errorf("%v: externalTrafficPolicy is %q, want Local: the SFTP listener needs client addresses for allowed_networks and bans", so, s.Spec.ExternalTrafficPolicy)
+				}
+			case target == httpPort:
+				httpSvc = true
+				if affinity != "ClientIP" {
+					t.Errorf("%v: sessionAffinity is %s, want ClientIP: a console login is a session in the memory of the node that made it", so, affinity)
+				}
+			}
+		}
+	}
+	if !sftpSvc {
+		t.Errorf("deploy/%s builds no Service for SFTP (%d)", k8sCluster, sftpPort)
+	}
+	if !httpSvc {
+		t.Errorf("deploy/%s builds no Service for HTTP (%d)", k8sCluster, httpPort)
+	}
 }
 
 // ---------------------------------------------------------------------------
