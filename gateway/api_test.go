@@ -253,6 +253,22 @@ func TestAPI(t *testing.T) {
 		t.Errorf("segments: %d lines, BEG finding found %v", len(segs.Segments), found)
 	}
 
+	var tree struct {
+		Interchanges []struct {
+			Control string
+			Groups  []struct {
+				Sets []struct {
+					ID, Status string
+				}
+			}
+		}
+	}
+	e.get("/api/v1/files/"+rejected.FileID+"/tree", "watcher", &tree)
+	if len(tree.Interchanges) != 1 || len(tree.Interchanges[0].Groups) != 1 || len(tree.Interchanges[0].Groups[0].Sets) != 1 ||
+		tree.Interchanges[0].Groups[0].Sets[0].Status != "R" {
+		t.Errorf("parsed tree of the bad 850: %+v", tree)
+	}
+
 	// Partners and schedules.
 	var parts []struct {
 		ID, Name, Outbound string

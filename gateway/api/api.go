@@ -112,6 +112,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	h("GET /api/v1/files/{id}", s.getFile)
 	h("GET /api/v1/files/{id}/raw", s.getRaw)
 	h("GET /api/v1/files/{id}/segments", s.getSegments)
+	h("GET /api/v1/files/{id}/tree", s.getTree)
 	h("POST /api/v1/messages/{id}/replay", s.replay)
 	h("POST /api/v1/messages/{id}/retry", s.retry)
 	h("POST /api/v1/messages/{id}/resolve", s.resolve)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -584,4 +585,14 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, _ ops.Actor) 
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+func (s *Server) getTree(w http.ResponseWriter, r *http.Request, _ ops.Actor) error {
+	var buf bytes.Buffer // a parse error must still be able to answer with its status
+	if err := s.ops.Tree(r.Context(), spool.ID(r.PathValue("id")), &buf); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, err := buf.WriteTo(w)
+	return err
 }

@@ -256,3 +256,27 @@ func (s *Service) partner(ctx context.Context, p *partners.Partner) (PartnerView
 	}
 	return v, nil
 }
+
+// Tree writes a file's parsed X12 as the JSON loop tree of `edigw x12
+// parse` (docs/x12-json.md), validated with the partner's guide.
+func (s *Service) Tree(ctx context.Context, id spool.ID, w io.Writer) error {
+	f, rc, err := s.Raw(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	jw := edi.NewJSONWriter(w)
+	var opt edi.Options
+	if p := s.Partners().ByID(f.Partner); p != nil {
+		opt.Set = p.SpecSet
+	}
+	jw.Hook(&opt)
+	perr := edi.Process(rc, opt)
+	if err := jw.Close(); err != nil {
+		return err
+	}
+	if perr != nil && errors.Is(perr, edi.ErrNotX12) {
+		return fmt.Errorf("%w: %s is not X12: %v", ErrInvalid, f.Name, perr)
+	}
+	return nil
+}
