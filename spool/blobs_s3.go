@@ -16,13 +16,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/edigw/edigw/internal/durable"
+	"github.com/edigw/edigw/internal/s3client"
 )
 
 // S3BlobsConfig configures an [S3Blobs] store. The S3 settings mean what
@@ -104,33 +103,11 @@ func NewS3Blobs(ctx context.Context, c S3BlobsConfig) (*S3Blobs, error) {
 	if c.Region == "" {
 		c.Region = "us-east-1"
 	}
-	opts := []func(*config.LoadOptions) error{
-		config.WithRegion(c.Region),
-		// No CRC32/CRC64 trailers by default (S3-compatible servers often
-		// reject them); Put sets its SHA-256 checksums explicitly.
-		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
-		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
-	}
-	if c.AccessKeyEnv != "" || c.SecretKeyEnv != "" {
-		if c.AccessKeyEnv == "" || c.SecretKeyEnv == "" {
-			return nil, errors.New("spool: s3 blobs: set both access_key_env and secret_key_env, or neither")
-		}
-		ak, sk := os.Getenv(c.AccessKeyEnv), os.Getenv(c.SecretKeyEnv)
-		if ak == "" || sk == "" {
-			return nil, fmt.Errorf("spool: s3 blobs: environment variables %s and %s must both be set", c.AccessKeyEnv, c.SecretKeyEnv)
-		}
-		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(ak, sk, "")))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	client, err := s3client.New(ctx, s3client.Config{Region: c.Region, Endpoint: c.Endpoint, PathStyle: c.PathStyle,
+		AccessKeyEnv: c.AccessKeyEnv, SecretKeyEnv: c.SecretKeyEnv})
 	if err != nil {
-		return nil, fmt.Errorf("spool: s3 blobs: load aws config: %w", err)
+		return nil, fmt.Errorf("spool: s3 blobs: %w", err)
 	}
-	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		o.UsePathStyle = c.PathStyle
-		if c.Endpoint != "" {
-			o.BaseEndpoint = aws.String(c.Endpoint)
-		}
-	})
 	//lint:ignore SA1019 feature/s3/manager is the uploader this project chose (DESIGN.md); transfermanager is v0.x.
 	uploader := manager.NewUploader(client, func(u *manager.Uploader) {
 		u.PartSize = s3BlobPartSize

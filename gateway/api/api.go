@@ -141,7 +141,7 @@ func (s *Server) auth(fn func(w http.ResponseWriter, r *http.Request, a ops.Acto
 			return
 		}
 		if err := fn(w, r, a); err != nil {
-			status := statusOf(err)
+			status := StatusOf(err)
 			if status >= 500 {
 				s.log.Error("api", "path", r.URL.Path, "actor", a.Name, "err", err)
 			}
@@ -150,22 +150,22 @@ func (s *Server) auth(fn func(w http.ResponseWriter, r *http.Request, a ops.Acto
 	}
 }
 
-func statusOf(err error) int {
+// StatusOf maps an operation's error to its HTTP status (the console uses
+// it too).
+func StatusOf(err error) int {
 	var ce *spool.ConflictError
 	switch {
 	case errors.Is(err, ops.ErrForbidden):
 		return http.StatusForbidden
 	case errors.Is(err, spool.ErrNotFound), errors.Is(err, schedules.ErrUnknownPoll):
 		return http.StatusNotFound
-	case errors.Is(err, ops.ErrInvalid), errors.Is(err, spool.ErrInvalid), errors.Is(err, errBadRequest):
+	case errors.Is(err, ops.ErrInvalid), errors.Is(err, spool.ErrInvalid):
 		return http.StatusBadRequest
 	case errors.As(err, &ce), errors.Is(err, spool.ErrLeased), errors.Is(err, spool.ErrPollBusy), errors.Is(err, spool.ErrInvalidTransition):
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
 }
-
-var errBadRequest = errors.New("bad request")
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -179,7 +179,7 @@ func readJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: body: %v", errBadRequest, err)
+		return fmt.Errorf("%w: body: %v", ops.ErrInvalid, err)
 	}
 	return nil
 }
@@ -196,7 +196,7 @@ func timeParam(r *http.Request, name string) (time.Time, error) {
 	}
 	t, err := time.Parse("2006-01-02", v)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: %s=%q: want RFC 3339 or YYYY-MM-DD", errBadRequest, name, v)
+		return time.Time{}, fmt.Errorf("%w: %s=%q: want RFC 3339 or YYYY-MM-DD", ops.ErrInvalid, name, v)
 	}
 	return t, nil
 }
@@ -206,7 +206,7 @@ func page(r *http.Request) (spool.Page, error) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			return p, fmt.Errorf("%w: limit=%q: want 1-1000", errBadRequest, v)
+			return p, fmt.Errorf("%w: limit=%q: want 1-1000", ops.ErrInvalid, v)
 		}
 		p.Limit = n
 	}

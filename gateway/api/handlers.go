@@ -477,7 +477,7 @@ func (s *Server) sendPO(w http.ResponseWriter, r *http.Request, a ops.Actor) err
 		return err
 	}
 	if !json.Valid(body) {
-		return fmt.Errorf("%w: the body is not JSON (a canonical purchase order)", errBadRequest)
+		return fmt.Errorf("%w: the body is not JSON (a canonical purchase order)", ops.ErrInvalid)
 	}
 	f, err := s.ops.SendPurchaseOrder(r.Context(), a, r.PathValue("id"), body)
 	if err != nil {

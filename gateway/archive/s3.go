@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/edigw/edigw/internal/durable"
 	"io"
 	"net/http"
 	"os"
@@ -15,11 +14,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/edigw/edigw/internal/durable"
+	"github.com/edigw/edigw/internal/s3client"
 )
 
 // DefaultPartSize is the default multipart threshold and part size.
@@ -108,36 +108,11 @@ func NewS3(ctx context.Context, c S3Config) (*S3, error) {
 		c.Concurrency = 4
 	}
 
-	opts := []func(*config.LoadOptions) error{
-		config.WithRegion(c.Region),
-		// S3-compatible servers often reject the CRC32/CRC64 trailers the
-		// SDK sends by default since 2025; only send checksums when an
-		// operation requires them.
-		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
-		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
-	}
-	switch {
-	case c.AccessKeyEnv != "" || c.SecretKeyEnv != "":
-		if c.AccessKeyEnv == "" || c.SecretKeyEnv == "" {
-			return nil, errors.New("archive s3: set both access_key_env and secret_key_env, or neither")
-		}
-		ak, sk := os.Getenv(c.AccessKeyEnv), os.Getenv(c.SecretKeyEnv)
-		if ak == "" || sk == "" {
-			return nil, fmt.Errorf("archive s3: environment variables %s and %s must both be set", c.AccessKeyEnv, c.SecretKeyEnv)
-		}
-		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(ak, sk, "")))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	client, err := s3client.New(ctx, s3client.Config{Region: c.Region, Endpoint: c.Endpoint, PathStyle: c.PathStyle,
+		AccessKeyEnv: c.AccessKeyEnv, SecretKeyEnv: c.SecretKeyEnv}, c.clientOptions...)
 	if err != nil {
-		return nil, fmt.Errorf("archive s3: load aws config: %w", err)
+		return nil, fmt.Errorf("archive s3: %w", err)
 	}
-	clientOpts := append([]func(*s3.Options){func(o *s3.Options) {
-		o.UsePathStyle = c.PathStyle
-		if c.Endpoint != "" {
-			o.BaseEndpoint = aws.String(c.Endpoint)
-		}
-	}}, c.clientOptions...)
-	client := s3.NewFromConfig(awsCfg, clientOpts...)
 	//lint:ignore SA1019 feature/s3/manager is the uploader this project chose (DESIGN.md); transfermanager is v0.x.
 	uploader := manager.NewUploader(client, func(u *manager.Uploader) {
 		u.PartSize = c.PartSize

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edigw/edigw/gateway/api"
 	"github.com/edigw/edigw/gateway/ops"
 	"github.com/edigw/edigw/spool"
 )
@@ -122,7 +123,7 @@ func (c *Console) messages(w http.ResponseWriter, r *http.Request, q *req) error
 		}
 		t, err := time.ParseInLocation("2006-01-02", s, time.Local)
 		if err != nil && ferr == nil {
-			ferr = fmt.Errorf("%w: %q is not a date (YYYY-MM-DD)", errBadRequest, s)
+			ferr = fmt.Errorf("%w: %q is not a date (YYYY-MM-DD)", ops.ErrInvalid, s)
 		}
 		return t
 	}
@@ -142,7 +143,7 @@ func (c *Console) messages(w http.ResponseWriter, r *http.Request, q *req) error
 		v.Error = ferr.Error()
 	} else {
 		docs, next, err := c.svc.Store.ListDocuments(ctx, f)
-		if err != nil && statusOf(err) >= 500 {
+		if err != nil && api.StatusOf(err) >= 500 {
 			return err
 		} else if err != nil {
 			v.Error = err.Error()

@@ -30,8 +30,6 @@ import (
 
 	"github.com/edigw/edigw/gateway/api"
 	"github.com/edigw/edigw/gateway/ops"
-	"github.com/edigw/edigw/schedules"
-	"github.com/edigw/edigw/spool"
 )
 
 //go:embed static templates
@@ -197,7 +195,7 @@ func (c *Console) guard(fn handler, post bool) http.HandlerFunc {
 
 // logged returns err's HTTP status, logging server errors.
 func (c *Console) logged(r *http.Request, q *req, err error) int {
-	status := statusOf(err)
+	status := api.StatusOf(err)
 	if status >= 500 {
 		c.log.Error("console", "path", r.URL.Path, "actor", q.actor.Name, "err", err)
 	}
@@ -213,23 +211,6 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, q *req, status in
 	v.Error = err.Error()
 	c.render(w, status, "error", "layout", v)
 }
-
-func statusOf(err error) int {
-	var ce *spool.ConflictError
-	switch {
-	case errors.Is(err, ops.ErrForbidden):
-		return http.StatusForbidden
-	case errors.Is(err, spool.ErrNotFound), errors.Is(err, schedules.ErrUnknownPoll):
-		return http.StatusNotFound
-	case errors.Is(err, ops.ErrInvalid), errors.Is(err, spool.ErrInvalid), errors.Is(err, errBadRequest):
-		return http.StatusBadRequest
-	case errors.As(err, &ce), errors.Is(err, spool.ErrLeased), errors.Is(err, spool.ErrPollBusy), errors.Is(err, spool.ErrInvalidTransition):
-		return http.StatusConflict
-	}
-	return http.StatusInternalServerError
-}
-
-var errBadRequest = errors.New("bad request")
 
 func secure(w http.ResponseWriter) {
 	h := w.Header()
