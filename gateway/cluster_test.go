@@ -25,11 +25,10 @@ import (
 
 // clusterNode is one `edigw serve` process of the cluster test.
 type clusterNode struct {
-	name                string
-	config, log         string
-	sftpPort, httpPort  int
-	cmd                 *exec.Cmd
-	killed, interrupted bool
+	name               string
+	config, log        string
+	sftpPort, httpPort int
+	cmd                *exec.Cmd
 }
 
 func (n *clusterNode) start(t *testing.T) {

@@ -199,7 +199,6 @@ func names(dir string) []string {
 // pollCase is one server: where its folder is on disk and how the poll
 // reaches it.
 type pollCase struct {
-	name    string
 	folder  string // the polled folder, on disk
 	yaml    string // the poll's settings
 	after   string // delete, move:<dir> or keep

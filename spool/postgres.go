@@ -1183,7 +1183,7 @@ func (p *Postgres) BeginRun(ctx context.Context, nr NewRun, lease time.Duration)
 		return PollRun{}, fmt.Errorf("spool: begin run: %w: partner, poll, owner and a positive lease are required", ErrInvalid)
 	}
 	var r PollRun
-	err := p.tx(ctx, func(tx pgx.Tx, now time.Time) error {
+	err := p.tx(ctx, func(tx pgx.Tx, _ time.Time) error {
 		// The poll's lease row decides between concurrent BeginRuns on any
 		// node: make sure it exists (an insert racing another waits for it,
 		// then does nothing), then lock it; whoever gets the lock second
@@ -1200,7 +1200,7 @@ func (p *Postgres) BeginRun(ctx context.Context, nr NewRun, lease time.Duration)
 		if err != nil {
 			return err
 		}
-		now = p.now() // the lock may have been waited for: judge the lease by the time it is ours
+		now := p.now() // the lock may have been waited for: judge the lease by the time it is ours
 		switch {
 		case held.Valid && until.After(now):
 			return fmt.Errorf("%w: %s holds it (run %d) until %s", ErrPollBusy, holder, held.Int64, until.Format(time.RFC3339Nano))
