@@ -138,7 +138,12 @@ func TestAPI(t *testing.T) {
 	pg = apiPage{}
 	e.get("/api/v1/documents?state=done&partner=retail", "watcher", &pg)
 	if len(pg.Items) != 2 {
-		t.Errorf("by state: %+v", pg.Items) // a rejected set is archived, then done; its events say it was rejected
+		t.Errorf("by state: %+v", pg.Items) // a rejected set is archived, then done
+	}
+	pg = apiPage{}
+	e.get("/api/v1/documents?was=rejected", "watcher", &pg)
+	if len(pg.Items) != 1 || pg.Items[0].ID != rejected.ID {
+		t.Errorf("by a state gone through (was=rejected): %+v", pg.Items)
 	}
 	tomorrow := time.Now().Add(24 * time.Hour).Format("2006-01-02")
 	pg = apiPage{}

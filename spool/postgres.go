@@ -1094,6 +1094,9 @@ func (p *Postgres) ListDocuments(ctx context.Context, f DocumentFilter) ([]Docum
 	if f.Direction != "" {
 		w.add("file_id IN (SELECT id FROM files WHERE direction = ?)", f.Direction)
 	}
+	if len(f.WasIn) > 0 {
+		w.add("id IN (SELECT subject FROM events WHERE to_state = ANY(?))", states(f.WasIn))
+	}
 	w.between("created_at", f.Since, f.Until)
 	tail, limit := w.page(f.Page)
 	docs, err := pgList(ctx, p, "SELECT "+docCols+" FROM documents"+tail, w.args, pgScanDocument)

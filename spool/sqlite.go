@@ -1322,6 +1322,13 @@ func (s *SQLite) ListDocuments(ctx context.Context, f DocumentFilter) ([]Documen
 	if f.Direction != "" {
 		w.add("file_id IN (SELECT id FROM files WHERE direction = ?)", f.Direction)
 	}
+	if len(f.WasIn) > 0 {
+		args := make([]any, len(f.WasIn))
+		for i, st := range f.WasIn {
+			args[i] = string(st)
+		}
+		w.add("id IN (SELECT subject FROM events WHERE to_state IN ("+placeholders(len(args))+"))", args...)
+	}
 	w.between("created_at", f.Since, f.Until)
 	tail, limit := w.page(f.Page)
 	docs, err := list(ctx, s.r, "SELECT "+docCols+" FROM documents"+tail, w.args, scanDocument)

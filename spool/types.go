@@ -327,10 +327,13 @@ type DocumentFilter struct {
 	SetControl         string
 	BusinessKey        string
 	IdempotencyKey     string
-	Ref                string    // the business key or one of the document's Refs
-	Direction          string    // Inbound or Outbound: the direction of the document's file
-	Since              time.Time // CreatedAt >= Since
-	Until              time.Time // CreatedAt < Until
+	Ref                string // the business key or one of the document's Refs
+	Direction          string // Inbound or Outbound: the direction of the document's file
+	// WasIn matches documents that were ever in one of these states (their
+	// event log shows it), e.g. rejected sets, which end in done once archived.
+	WasIn []State
+	Since time.Time // CreatedAt >= Since
+	Until time.Time // CreatedAt < Until
 	Page
 }
 

@@ -128,6 +128,9 @@ func (s *Server) listDocuments(w http.ResponseWriter, r *http.Request, _ ops.Act
 	q := r.URL.Query()
 	f := spool.DocumentFilter{Partner: q.Get("partner"), States: states(r), Types: list(r, "type"), Direction: q.Get("direction"),
 		InterchangeControl: q.Get("isa13"), GroupControl: q.Get("gs06"), SetControl: q.Get("st02"), Ref: q.Get("key")}
+	for _, st := range list(r, "was") {
+		f.WasIn = append(f.WasIn, spool.State(st))
+	}
 	var err error
 	if f.Since, err = timeParam(r, "since"); err != nil {
 		return err

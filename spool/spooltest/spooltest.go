@@ -1408,6 +1408,16 @@ func testListDocuments(t *testing.T, h harness) {
 		t.Errorf("inbound documents of acme: %d (%v), want the 8 inbound ones", len(got), got)
 	}
 
+	// WasIn finds documents by a state they went through.
+	rej := addDoc(t, s, f.ID, 60, spool.StateRejected)
+	mustTransition(t, s, rej.ID, spool.StateRejected, spool.StateDone)
+	if got := list(spool.DocumentFilter{WasIn: []spool.State{spool.StateRejected}}); !slices.Equal(got, []spool.ID{rej.ID}) {
+		t.Errorf("WasIn rejected: %v, want [%s]", got, rej.ID)
+	}
+	if got := list(spool.DocumentFilter{WasIn: []spool.State{spool.StateAcked}, Partner: "acme"}); !slices.Equal(got, sorted(all[0], all[1])) {
+		t.Errorf("WasIn acked: %v, want the two acked", got)
+	}
+
 	// Ref finds the business key or any of the document's refs.
 	asn, err := s.AddDocument(ctx, spool.NewDocument{FileID: f.ID, Seq: 50, Type: "856", BusinessKey: "ASN-9", Refs: []string{"PO-1", "PO-2", "ASN-9", ""}})
 	if err != nil {
