@@ -66,9 +66,11 @@ type Blobs interface {
 	Stat(ctx context.Context, sha256 string) (BlobRef, error)
 }
 
-// Local is a [Blobs] store in a local directory: <dir>/ab/cd/<sha256>, where
-// ab and cd are the hash's first two byte pairs (65,536 directories keep each
-// one small). A Put streams into <dir>/tmp (same file system, so the rename
+// Local is a [Blobs] store in a local directory: <dir>/ab/<sha256>, where ab
+// is the hash's first byte (256 directories, made once by NewLocal: creating
+// a directory per blob cost a mkdir and a directory fsync on every Put).
+// Blobs stored under the earlier two-level layout (<dir>/ab/cd/<sha256>) are
+// still found. A Put streams into <dir>/tmp (same file system, so the rename
 // is atomic) while hashing, fsyncs the file, renames it to its address and
 // fsyncs the directory, so a blob is either absent or whole and durable under
 // its final name. Blobs are read-only (0444) once stored.
@@ -101,6 +103,19 @@ func NewLocal(dir string) (*Local, error) {
 			_ = os.Remove(filepath.Join(l.tmp, e.Name()))
 		}
 	}
+	made := false
+	for i := range 256 {
+		err := os.Mkdir(filepath.Join(dir, fmt.Sprintf("%02x", i)), 0o755)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("spool: blob dir: %w", err)
+		}
+		made = made || err == nil
+	}
+	if made {
+		if err := l.syncDir(dir); err != nil {
+			return nil, fmt.Errorf("spool: blob dir: fsync: %w", err)
+		}
+	}
 	return l, nil
 }
 
@@ -108,7 +123,20 @@ func NewLocal(dir string) (*Local, error) {
 func (l *Local) Dir() string { return l.dir }
 
 func (l *Local) path(sum string) string {
-	return filepath.Join(l.dir, sum[0:2], sum[2:4], sum)
+	return filepath.Join(l.dir, strings.ToLower(sum[0:2]), sum)
+}
+
+// find returns where the blob is: its path, or its path in the earlier
+// two-level layout if only that exists.
+func (l *Local) find(sum string) string {
+	p := l.path(sum)
+	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+		legacy := filepath.Join(l.dir, sum[0:2], sum[2:4], sum)
+		if _, err := os.Lstat(legacy); err == nil {
+			return legacy
+		}
+	}
+	return p
 }
 
 // Put implements [Blobs].
@@ -139,21 +167,24 @@ func (l *Local) Put(ctx context.Context, r io.Reader) (ref BlobRef, err error) {
 	ref = BlobRef{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}
 	final := l.path(ref.SHA256)
 
-	if fi, err := os.Stat(final); err == nil && fi.Size() == n {
+	if stored := l.find(ref.SHA256); fileSize(stored) == n {
 		// Stored already. Its rename may be another Put's that has not yet
 		// fsync'd the directory: sync it here too before saying "durable".
-		if err := l.syncDir(filepath.Dir(final)); err != nil {
+		if err := l.syncDir(filepath.Dir(stored)); err != nil {
 			return BlobRef{}, fmt.Errorf("spool: put blob %s: fsync dir: %w", ref.SHA256, err)
 		}
 		return ref, nil
 	}
-	if err := l.mkdirs(filepath.Dir(final)); err != nil {
-		return BlobRef{}, fmt.Errorf("spool: put blob %s: %w", ref.SHA256, err)
-	}
 	if err := os.Chmod(tmp.Name(), 0o444); err != nil {
 		return BlobRef{}, fmt.Errorf("spool: put blob %s: %w", ref.SHA256, err)
 	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
+	err = os.Rename(tmp.Name(), final)
+	if errors.Is(err, fs.ErrNotExist) { // its shard directory was removed since NewLocal
+		if err = l.mkdirShard(filepath.Dir(final)); err == nil {
+			err = os.Rename(tmp.Name(), final)
+		}
+	}
+	if err != nil {
 		return BlobRef{}, fmt.Errorf("spool: put blob %s: %w", ref.SHA256, err)
 	}
 	renamed = true
@@ -163,20 +194,23 @@ func (l *Local) Put(ctx context.Context, r io.Reader) (ref BlobRef, err error) {
 	return ref, nil
 }
 
-// mkdirs creates the two fan-out levels under the root, fsyncing the parent
-// of each directory it creates so the new entry survives a crash.
-func (l *Local) mkdirs(leaf string) error {
-	for _, d := range []string{filepath.Dir(leaf), leaf} {
-		err := os.Mkdir(d, 0o755)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if err := l.syncDir(filepath.Dir(d)); err != nil {
-			return fmt.Errorf("fsync dir: %w", err)
-		}
+// fileSize is a file's size, or -1.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return -1
+	}
+	return fi.Size()
+}
+
+// mkdirShard makes a shard directory again, fsyncing the root so the new
+// entry survives a crash.
+func (l *Local) mkdirShard(d string) error {
+	if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if err := l.syncDir(l.dir); err != nil {
+		return fmt.Errorf("fsync dir: %w", err)
 	}
 	return nil
 }
@@ -189,7 +223,7 @@ func (l *Local) Open(ctx context.Context, ref BlobRef) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(l.path(ref.SHA256))
+	f, err := os.Open(l.find(ref.SHA256))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("spool: blob %s: %w", ref.SHA256, ErrNotFound)
 	}
@@ -216,7 +250,7 @@ func (l *Local) Stat(ctx context.Context, sum string) (BlobRef, error) {
 	if err := ctx.Err(); err != nil {
 		return BlobRef{}, err
 	}
-	fi, err := os.Stat(l.path(sum))
+	fi, err := os.Stat(l.find(sum))
 	if errors.Is(err, fs.ErrNotExist) {
 		return BlobRef{}, fmt.Errorf("spool: blob %s: %w", sum, ErrNotFound)
 	}

@@ -70,7 +70,7 @@ func TestLocalLayoutAndSyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := sum("ISA*00*~")
-	want := filepath.Join(l.Dir(), h[:2], h[2:4], h)
+	want := filepath.Join(l.Dir(), h[:2], h)
 	fi, err := os.Stat(want)
 	if err != nil {
 		t.Fatalf("blob not at %s: %v", want, err)
@@ -78,9 +78,9 @@ func TestLocalLayoutAndSyncs(t *testing.T) {
 	if fi.Mode().Perm() != 0o444 || fi.Size() != ref.Size {
 		t.Errorf("mode %v size %d", fi.Mode(), fi.Size())
 	}
-	// The file, both new fan-out directories' parents, and the final
-	// directory after the rename.
-	wantDirs := []string{l.Dir(), filepath.Join(l.Dir(), h[:2]), filepath.Dir(want)}
+	// The file, and its shard directory after the rename (the 256 shard
+	// directories are made by NewLocal, not per Put).
+	wantDirs := []string{filepath.Dir(want)}
 	if log.files != 1 || !slices.Equal(log.dirs, wantDirs) {
 		t.Errorf("fsyncs: %d files, dirs %v; want 1 file, dirs %v", log.files, log.dirs, wantDirs)
 	}
@@ -103,6 +103,38 @@ func TestLocalLayoutAndSyncs(t *testing.T) {
 	}
 	if names := tmpEntries(t, l); len(names) != 0 {
 		t.Errorf("temporary files left: %v", names)
+	}
+}
+
+// Blobs stored under the earlier two-level layout are still found, and not
+// stored again.
+func TestLocalLegacyLayout(t *testing.T) {
+	l, _ := newLocal(t)
+	content := "ISA*00*legacy~"
+	h := sum(content)
+	legacy := filepath.Join(l.Dir(), h[:2], h[2:4], h)
+	os.MkdirAll(filepath.Dir(legacy), 0o755)
+	if err := os.WriteFile(legacy, []byte(content), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := l.Stat(t.Context(), h)
+	if err != nil || ref.Size != int64(len(content)) {
+		t.Fatalf("Stat of a legacy blob: %v %v", ref, err)
+	}
+	r, err := l.Open(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || string(b) != content {
+		t.Fatalf("Open of a legacy blob: %q %v", b, err)
+	}
+	if _, err := l.Put(t.Context(), strings.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(l.Dir(), h[:2], h)); !os.IsNotExist(err) {
+		t.Errorf("a blob stored under the legacy layout was stored again: %v", err)
 	}
 }
 
