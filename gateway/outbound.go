@@ -227,13 +227,17 @@ func (g *Gateway) reconcileAck(ctx context.Context, p *partners.Partner, inbound
 	return d.BusinessKey, nil
 }
 
+// overdueHorizon bounds how far back the overdue check looks: an 850 older
+// than this without an ack was flagged long ago.
+const overdueHorizon = 30 * 24 * time.Hour
+
 // overdueEvent starts the note that flags an overdue purchase order (once).
 const overdueEvent = "functional ack overdue"
 
 // checkOverdue flags outbound purchase orders whose functional ack is
 // overdue: an error event on the document (once) and a log line.
 func (g *Gateway) checkOverdue(ctx context.Context) {
-	pos, err := g.Ops().PurchaseOrders(ctx, "", 1000)
+	pos, err := g.Ops().PurchaseOrders(ctx, ops.POFilter{Since: time.Now().Add(-overdueHorizon), Limit: 1000, NoResponses: true})
 	if err != nil {
 		g.log.Error("overdue check", "err", err)
 		return

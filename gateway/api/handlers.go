@@ -523,7 +523,7 @@ func (s *Server) listPOs(w http.ResponseWriter, r *http.Request, _ ops.Actor) er
 	if err != nil {
 		return err
 	}
-	pos, err := s.ops.PurchaseOrders(r.Context(), r.URL.Query().Get("partner"), p.Limit)
+	pos, err := s.ops.PurchaseOrders(r.Context(), ops.POFilter{Partner: r.URL.Query().Get("partner"), Limit: p.Limit})
 	if err != nil {
 		return err
 	}

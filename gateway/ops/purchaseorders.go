@@ -54,11 +54,19 @@ func POStatus(f spool.File, ic spool.Interchange, now time.Time) (string, time.T
 	return POSent, meta.AckDueBy
 }
 
-// PurchaseOrders lists the outbound purchase orders (of one partner, or
-// all), newest first.
-func (s *Service) PurchaseOrders(ctx context.Context, partner string, limit int) ([]PurchaseOrderView, error) {
-	docs, _, err := s.Store.ListDocuments(ctx, spool.DocumentFilter{Partner: partner, Direction: spool.Outbound, Types: []string{"850"},
-		Page: spool.Page{Limit: limit}})
+// POFilter selects purchase orders.
+type POFilter struct {
+	Partner string    // "" = all
+	Since   time.Time // sent at or after; zero = any time
+	Limit   int
+	// NoResponses skips looking up the partner's documents about each PO.
+	NoResponses bool
+}
+
+// PurchaseOrders lists the outbound purchase orders, newest first.
+func (s *Service) PurchaseOrders(ctx context.Context, f POFilter) ([]PurchaseOrderView, error) {
+	docs, _, err := s.Store.ListDocuments(ctx, spool.DocumentFilter{Partner: f.Partner, Direction: spool.Outbound, Types: []string{"850"},
+		Since: f.Since, Page: spool.Page{Limit: f.Limit}})
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +83,7 @@ func (s *Service) PurchaseOrders(ctx context.Context, partner string, limit int)
 		}
 		v.ISA13, v.Ack = ic.Control, ic.Ack
 		v.Status, v.AckDueBy = POStatus(v.File, ic, now)
-		if d.BusinessKey != "" {
+		if d.BusinessKey != "" && !f.NoResponses {
 			resp, _, err := s.Store.ListDocuments(ctx, spool.DocumentFilter{Partner: d.Partner, Direction: spool.Inbound, Ref: d.BusinessKey,
 				Page: spool.Page{Limit: 100, Ascending: true}})
 			if err != nil {

@@ -82,7 +82,7 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, q *req) erro
 	if data.Failures, _, err = c.svc.Store.ListDocuments(ctx, spool.DocumentFilter{States: failing, Page: spool.Page{Limit: 50}}); err != nil {
 		return err
 	}
-	pos, err := c.svc.PurchaseOrders(ctx, "", 500)
+	pos, err := c.svc.PurchaseOrders(ctx, ops.POFilter{Limit: 500, NoResponses: true})
 	if err != nil {
 		return err
 	}
