@@ -343,6 +343,18 @@ func consoleHTTP(t *testing.T, base, id, fileID string) {
 			t.Errorf("GET %s: %d, want 200 with %q", path, resp.StatusCode, want)
 		}
 	}
+	// The state filter "rejected" finds the rejected set, which ended done once archived.
+	req, _ = http.NewRequest("GET", base+"/messages?state=rejected", nil)
+	req.SetBasicAuth("watcher", testTokens["watcher"])
+	if resp, err := client.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), id) || strings.Contains(string(b), "PO-4501") {
+			t.Errorf("tracker state=rejected: want the bad 850 %s and not the good one", id)
+		}
+	}
 	if resp, _ := send("GET", "/messages/doc_nope", nil, "Cookie", "edigw_console="+loginAs("watcher", "")); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown id: %d, want 404", resp.StatusCode)
 	}

@@ -113,7 +113,12 @@ func (c *Console) messages(w http.ResponseWriter, r *http.Request, q *req) error
 	if form.Type != "" {
 		f.Types = []string{form.Type}
 	}
-	if form.State != "" {
+	switch form.State {
+	case "":
+	case string(spool.StateRejected):
+		// Rejected sets are archived and end done: "rejected" means were rejected.
+		f.WasIn = []spool.State{spool.StateRejected}
+	default:
 		f.States = []spool.State{spool.State(form.State)}
 	}
 	var ferr error
