@@ -29,6 +29,7 @@ type clusterNode struct {
 	config, log        string
 	sftpPort, httpPort int
 	cmd                *exec.Cmd
+	starts             int // times it said it listens (the log is appended across restarts)
 }
 
 func (n *clusterNode) start(t *testing.T) {
@@ -41,9 +42,11 @@ func (n *clusterNode) start(t *testing.T) {
 	}
 	cmd := n.cmd
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	listening := fmt.Sprintf(`"msg":"SFTP listening","addr":"127.0.0.1:%d"`, n.sftpPort)
 	for i := 0; i < 200; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", n.sftpPort)); err == nil {
-			c.Close()
+		// Its own log says it listens (a bare TCP connect could reach another process).
+		if b, _ := os.ReadFile(n.log); bytes.Contains(b, []byte(listening)) && strings.Count(string(b), listening) > n.starts {
+			n.starts++
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -142,8 +145,9 @@ outbound: {channel: outbox}`, peer.User, peer.Port, folder, filepath.Join(peer.D
 	// keys, outbox (the partner collects from any node), spool and blobs.
 	outbox := filepath.Join(dir, "outbox")
 	var nodes []*clusterNode
+	ports := testpeers.Ports(t, 6) // six ports free at once: no node can get another's
 	for i := range 3 {
-		n := &clusterNode{name: fmt.Sprintf("node%d", i+1), sftpPort: freePort(t), httpPort: freePort(t)}
+		n := &clusterNode{name: fmt.Sprintf("node%d", i+1), sftpPort: ports + 2*i, httpPort: ports + 2*i + 1}
 		n.config = filepath.Join(dir, n.name+".yaml")
 		n.log = filepath.Join(dir, n.name+".log")
 		s3 := fmt.Sprintf(`{region: us-east-1, endpoint: %q, path_style: true, access_key_env: EDIGW_TEST_S3_ACCESS, secret_key_env: EDIGW_TEST_S3_SECRET`, s3endpoint)

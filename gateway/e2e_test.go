@@ -131,7 +131,8 @@ func newEnvWith(t *testing.T, edit func(partners string)) *env {
 func newEnvConfig(t *testing.T, edit func(partners string), extraYAML string) *env {
 	need(t, "sftp")
 	need(t, "ssh-keygen")
-	e := &env{t: t, dir: t.TempDir(), sftpPort: freePort(t), httpPort: freePort(t)}
+	ports := testpeers.Ports(t, 2) // both free at once: they cannot be the same port
+	e := &env{t: t, dir: t.TempDir(), sftpPort: ports, httpPort: ports + 1}
 	// Partners: the shipped examples plus a test customer that sends 850s
 	// and a CSV feed over SFTP, all with this test's key.
 	parts := filepath.Join(e.dir, "partners")
