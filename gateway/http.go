@@ -78,8 +78,8 @@ func (g *Gateway) tokens() ([]api.Token, error) {
 	return []api.Token{{Name: "admin", Role: ops.Admin, Secret: strings.TrimSpace(string(b))}}, nil
 }
 
-// httpHandler serves the API, health checks (and, as they come, the console
-// and /metrics) on one listener.
+// httpHandler serves the API, the console, /metrics and the health checks
+// on one listener.
 func (g *Gateway) httpHandler() (http.Handler, error) {
 	ts, err := g.tokens()
 	if err != nil {

@@ -221,10 +221,23 @@ func list(r *http.Request, name string) []string {
 	return strings.Split(v, ",")
 }
 
-func states(r *http.Request) []spool.State {
+// states reads a comma-separated list of states from query parameter name.
+func states(r *http.Request, name string) []spool.State {
 	var out []spool.State
-	for _, s := range list(r, "state") {
+	for _, s := range list(r, name) {
 		out = append(out, spool.State(s))
 	}
 	return out
+}
+
+// window reads the since/until date range and the page of a listing.
+func window(r *http.Request) (since, until time.Time, p spool.Page, err error) {
+	if since, err = timeParam(r, "since"); err != nil {
+		return
+	}
+	if until, err = timeParam(r, "until"); err != nil {
+		return
+	}
+	p, err = page(r)
+	return
 }

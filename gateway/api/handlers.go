@@ -126,19 +126,11 @@ type pageJSON[T any] struct {
 
 func (s *Server) listDocuments(w http.ResponseWriter, r *http.Request, _ ops.Actor) error {
 	q := r.URL.Query()
-	f := spool.DocumentFilter{Partner: q.Get("partner"), States: states(r), Types: list(r, "type"), Direction: q.Get("direction"),
-		InterchangeControl: q.Get("isa13"), GroupControl: q.Get("gs06"), SetControl: q.Get("st02"), Ref: q.Get("key")}
-	for _, st := range list(r, "was") {
-		f.WasIn = append(f.WasIn, spool.State(st))
-	}
+	f := spool.DocumentFilter{Partner: q.Get("partner"), States: states(r, "state"), WasIn: states(r, "was"), Types: list(r, "type"),
+		Direction: q.Get("direction"), InterchangeControl: q.Get("isa13"), GroupControl: q.Get("gs06"), SetControl: q.Get("st02"),
+		Ref: q.Get("key")}
 	var err error
-	if f.Since, err = timeParam(r, "since"); err != nil {
-		return err
-	}
-	if f.Until, err = timeParam(r, "until"); err != nil {
-		return err
-	}
-	if f.Page, err = page(r); err != nil {
+	if f.Since, f.Until, f.Page, err = window(r); err != nil {
 		return err
 	}
 	docs, next, err := s.ops.Store.ListDocuments(r.Context(), f)
@@ -198,15 +190,9 @@ func (s *Server) getMapped(w http.ResponseWriter, r *http.Request, _ ops.Actor) 
 
 func (s *Server) listFiles(w http.ResponseWriter, r *http.Request, _ ops.Actor) error {
 	q := r.URL.Query()
-	f := spool.FileFilter{Partner: q.Get("partner"), Channel: q.Get("channel"), States: states(r)}
+	f := spool.FileFilter{Partner: q.Get("partner"), Channel: q.Get("channel"), States: states(r, "state")}
 	var err error
-	if f.Since, err = timeParam(r, "since"); err != nil {
-		return err
-	}
-	if f.Until, err = timeParam(r, "until"); err != nil {
-		return err
-	}
-	if f.Page, err = page(r); err != nil {
+	if f.Since, f.Until, f.Page, err = window(r); err != nil {
 		return err
 	}
 	files, next, err := s.ops.Store.ListFiles(r.Context(), f)
