@@ -1,6 +1,7 @@
 package edi
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -294,6 +295,9 @@ func (v *validator) hlLink(seg *Segment, f *frame, n *Node, ok bool) {
 
 // missing reports mandatory children of f in [from, to) that were not used.
 func (v *validator) missing(seg *Segment, f *frame, from, to int) {
+	if !f.loop.HasMandatory(from, to) {
+		return
+	}
 	for k := from; k < to; k++ {
 		c := f.loop.Children[k]
 		if c.Usage == spec.Mandatory && f.counts[k] == 0 {
@@ -356,15 +360,19 @@ func (v *validator) tree() *Node {
 // under one segment finding (AK3 code 8). It returns true when they are valid.
 func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) bool {
 	v.elems = v.elems[:0]
-	if def.ID == "ST" || def.ID == "SE" {
+	if id := def.ID; len(id) == 2 && id[0] == 'S' && (id[1] == 'T' || id[1] == 'E') {
 		return true // the envelope checks own ST and SE (AK5 codes 3, 4, 7)
 	}
 	n := seg.Len()
+	plain := plainSegment(seg.raw, seg.delim)
+	present := seg.present()
 	// Mandatory elements that are absent, then only the present elements:
 	// segments such as LIN define 31 positions and use 3 to 5.
-	for i, ref := range def.Elements {
-		if ref.Usage == spec.Mandatory && (i >= n || seg.ends[i+1]-seg.ends[i] <= 1) {
-			v.elemErr(seg, i+1, 0, 0, refID(ref), ElMandatory, nil, "is mandatory")
+	if mand, ok := def.MandatoryMask(); !ok || mand&^present != 0 {
+		for i, ref := range def.Elements {
+			if ref.Usage == spec.Mandatory && (i >= n || seg.ends[i+1]-seg.ends[i] <= 1) {
+				v.elemErr(seg, i+1, 0, 0, refID(ref), ElMandatory, nil, "is mandatory")
+			}
 		}
 	}
 	for pos := 1; pos <= n; pos++ {
@@ -375,9 +383,9 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 			v.elemErr(seg, pos, 0, 0, "", ElTooMany, seg.Element(pos), fmt.Sprintf("is beyond the %d elements %s defines", len(def.Elements), def.ID))
 			break
 		}
-		v.checkElement(seg, pos, def.Elements[pos-1], seg.Element(pos))
+		v.checkElement(seg, pos, def.Elements[pos-1], seg.Element(pos), plain)
 	}
-	v.checkSyntax(seg, def)
+	v.checkSyntax(seg, def, present)
 	if len(v.elems) == 0 {
 		return true
 	}
@@ -410,7 +418,50 @@ func (v *validator) elemErr(seg *Segment, pos, comp, rep int, ref, code string, 
 		Element: pos, Component: comp, Repetition: rep, ElementRef: ref, Value: clip(val), Msg: name + " " + msg})
 }
 
-func (v *validator) checkElement(seg *Segment, pos int, ref *spec.ElementRef, val []byte) {
+// present returns the non-empty positions 1..63 of seg as bits (bit p for
+// position p).
+func (s *Segment) present() uint64 {
+	var m uint64
+	for p := 1; p < len(s.ends) && p < 64; p++ {
+		if s.ends[p]-s.ends[p-1] > 1 {
+			m |= 1 << p
+		}
+	}
+	return m
+}
+
+// plainSegment reports whether raw holds neither the component nor the
+// repetition separator and only printable ASCII (0x20..0x7E), eight bytes
+// at a time: then no element of the segment needs its own byte scans.
+func plainSegment(raw []byte, d Delimiters) bool {
+	pc := uint64(d.Component) * swarOnes
+	pr := uint64(d.Repetition) * swarOnes
+	if d.Repetition == 0 {
+		pr = pc
+	}
+	const hi = 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(raw); i += 8 {
+		w := binary.LittleEndian.Uint64(raw[i:])
+		xc, xr := w^pc, w^pr
+		zc := ^((xc&swar7F + swar7F) | xc | swar7F)
+		zr := ^((xr&swar7F + swar7F) | xr | swar7F)
+		low := (w - 0x20*swarOnes) &^ w & hi // some byte < 0x20
+		high := (w + swarOnes | w) & hi      // some byte > 0x7E
+		if zc|zr|low|high != 0 {
+			return false
+		}
+	}
+	for ; i < len(raw); i++ {
+		c := raw[i]
+		if c == d.Component || (c == d.Repetition && d.Repetition != 0) || c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) checkElement(seg *Segment, pos int, ref *spec.ElementRef, val []byte, plain bool) {
 	if len(val) == 0 {
 		if ref.Usage == spec.Mandatory {
 			v.elemErr(seg, pos, 0, 0, refID(ref), ElMandatory, nil, "is mandatory")
@@ -425,15 +476,17 @@ func (v *validator) checkElement(seg *Segment, pos int, ref *spec.ElementRef, va
 	// common case (neither) goes straight to the value check.
 	d := seg.delim
 	reps, comps := 1, 0
-	for _, c := range val {
-		if c == d.Component {
-			comps++
-		} else if c == d.Repetition && d.Repetition != 0 {
-			reps++
+	if !plain {
+		for _, c := range val {
+			if c == d.Component {
+				comps++
+			} else if c == d.Repetition && d.Repetition != 0 {
+				reps++
+			}
 		}
 	}
 	if reps == 1 && comps == 0 && ref.Composite == nil {
-		if code, msg := checkValue(ref.Element, ref.Codes, val); code != "" {
+		if code, msg := checkValue(ref, val, plain); code != "" {
 			v.elemErr(seg, pos, 0, 0, refID(ref), code, val, msg)
 		}
 		return
@@ -453,7 +506,7 @@ func (v *validator) checkElement(seg *Segment, pos int, ref *spec.ElementRef, va
 				v.elemErr(seg, pos, 0, rp, refID(ref), v.code(ElTooManyComps), rv, fmt.Sprintf("is a simple element but contains the component separator %q", d.Component))
 				continue
 			}
-			if code, msg := checkValue(ref.Element, ref.Codes, rv); code != "" {
+			if code, msg := checkValue(ref, rv, false); code != "" {
 				v.elemErr(seg, pos, 0, rp, refID(ref), code, rv, msg)
 			}
 			continue
@@ -475,7 +528,7 @@ func (v *validator) checkElement(seg *Segment, pos int, ref *spec.ElementRef, va
 				}
 				continue
 			}
-			if code, msg := checkValue(cref.Element, cref.Codes, cv); code != "" {
+			if code, msg := checkValue(cref, cv, false); code != "" {
 				v.elemErr(seg, pos, k+1, rp, refID(cref), code, cv, msg)
 			}
 		}
@@ -510,15 +563,9 @@ func countByte(b []byte, c byte) int {
 
 // checkSyntax applies the segment's syntax rules (P, R, E, C, L) with a
 // bitmask of the elements present.
-func (v *validator) checkSyntax(seg *Segment, def *spec.Segment) {
+func (v *validator) checkSyntax(seg *Segment, def *spec.Segment, present uint64) {
 	if len(def.Syntax) == 0 {
 		return
-	}
-	var present uint64
-	for p := 1; p <= seg.Len() && p < 64; p++ {
-		if seg.ends[p]-seg.ends[p-1] > 1 {
-			present |= 1 << p
-		}
 	}
 	ref := func(p int) string {
 		if p-1 < len(def.Elements) {
@@ -576,34 +623,40 @@ func (v *validator) checkSyntax(seg *Segment, def *spec.Segment) {
 	}
 }
 
-// checkValue validates one simple value against its element definition and
-// returns an AK403 code and a message, or "" when it is valid.
-func checkValue(el *spec.Element, codes map[string]string, v []byte) (string, string) {
+// checkValue validates one simple value against the element definition at
+// ref and returns an AK403 code and a message, or "" when it is valid.
+// printable says the caller has already checked that every byte of v is in
+// 0x20..0x7E (the whole segment at once).
+func checkValue(ref *spec.ElementRef, v []byte, printable bool) (string, string) {
+	el := ref.Element
 	if el == nil {
 		return "", ""
 	}
 	n := len(v)
-	switch el.Type {
-	case "DT":
+	kind := el.TypeKind()
+	switch kind {
+	case spec.KindDT:
 		if !digitsB(v) {
 			return ElBadDate, fmt.Sprintf("%q is not a date", v)
 		}
-	case "TM":
+	case spec.KindTM:
 		if !digitsB(v) {
 			return ElBadTime, fmt.Sprintf("%q is not a time", v)
 		}
-	case "R":
+	case spec.KindR:
 		var ok bool
 		n, ok = realDigits(v)
 		if !ok {
 			return ElBadCharacter, fmt.Sprintf("%q is not a decimal number", v)
 		}
-	case "B":
+	case spec.KindB:
 		return "", ""
-	case "AN", "ID":
-		for _, c := range v {
-			if c < 0x20 || c > 0x7e {
-				return ElBadCharacter, fmt.Sprintf("%q contains the invalid character %q", v, c)
+	case spec.KindAN, spec.KindID:
+		if !printable {
+			for _, c := range v {
+				if c < 0x20 || c > 0x7e {
+					return ElBadCharacter, fmt.Sprintf("%q contains the invalid character %q", v, c)
+				}
 			}
 		}
 	default: // Nn
@@ -616,12 +669,9 @@ func checkValue(el *spec.Element, codes map[string]string, v []byte) (string, st
 		}
 		n = len(d)
 	}
-	if el.Type == "ID" {
-		if c := codes; c == nil {
-			codes = el.Codes
-		}
-		if codes != nil {
-			if _, ok := codes[string(v)]; !ok {
+	if kind == spec.KindID {
+		if closed, ok := ref.HasCode(v); closed {
+			if !ok {
 				return ElBadCode, fmt.Sprintf("%q is not a valid code for data element %s (%s)", v, el.ID, el.Name)
 			}
 			return "", ""
@@ -633,12 +683,12 @@ func checkValue(el *spec.Element, codes map[string]string, v []byte) (string, st
 	if n > el.Max {
 		return ElTooLong, fmt.Sprintf("%q is longer than the maximum length %d", v, el.Max)
 	}
-	switch el.Type {
-	case "DT":
+	switch kind {
+	case spec.KindDT:
 		if !validDate(v) {
 			return ElBadDate, fmt.Sprintf("%q is not a valid date", v)
 		}
-	case "TM":
+	case spec.KindTM:
 		if !validTime(v) {
 			return ElBadTime, fmt.Sprintf("%q is not a valid time", v)
 		}

@@ -98,6 +98,12 @@ func LoadFS(fsys fs.FS, version string) (*Dictionary, error) {
 			return nil, errors.Join(l.errs...)
 		}
 	}
+	for _, s := range l.d.Segments {
+		s.compile()
+	}
+	for _, s := range l.d.Sets {
+		s.Root.compile() // segments built inside a set, if any, too
+	}
 	return l.d, nil
 }
 
@@ -237,7 +243,7 @@ func (l *loader) elements() error {
 		if !ok {
 			l.errf(file, ld.pos, "element %s: invalid type %q (want AN, ID, DT, TM, R, B, N or N0..N9)", id, e.Type)
 		}
-		e.Type, e.Decimals = t, dec
+		e.Type, e.Decimals, e.Kind = t, dec, KindOf(t)
 		if e.Min < 1 || e.Max < e.Min {
 			l.errf(file, ld.pos, "element %s: invalid length min=%d max=%d", id, e.Min, e.Max)
 		}

@@ -130,6 +130,7 @@ func (d *Dictionary) Apply(o Overlay) (*Set, error) {
 			return nil, fmt.Errorf("overlay %s rule %d (%s): %w", o.Set, i+1, r.Segment, err)
 		}
 	}
+	s.Root.compile()
 	return s, nil
 }
 

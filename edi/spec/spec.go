@@ -25,7 +25,8 @@ type Element struct {
 	Name string
 	// Type is AN, ID, DT, TM, R, B or Nn (N0..N9: implied decimal places).
 	Type     string
-	Decimals int // for Nn
+	Kind     Kind // Type compiled (set by the loader)
+	Decimals int  // for Nn
 	Min, Max int
 	// Codes, when non-nil, is the closed list of valid values (ID elements).
 	Codes map[string]string
@@ -49,6 +50,9 @@ type ElementRef struct {
 	// Since is the first version ("005010") in which this position exists; ""
 	// means all versions.
 	Since string
+
+	compiled bool     // codes reflects the code lists (see compile)
+	codes    *codeSet // AllowedCodes compiled; nil when any value is allowed
 }
 
 // SyntaxRule is an X12 segment syntax note such as P0102 or C0405.
@@ -79,7 +83,15 @@ type Segment struct {
 	Name     string
 	Elements []*ElementRef
 	Syntax   []SyntaxRule
+
+	mandMask uint64 // bit p set when position p is mandatory (see compile)
+	masked   bool   // mandMask is valid: compiled, and fewer than 64 positions
 }
+
+// MandatoryMask returns the mandatory positions as bits (bit p for position
+// p), and false when it is not available (more than 63 positions, or a
+// Segment not built by the loader).
+func (s *Segment) MandatoryMask() (uint64, bool) { return s.mandMask, s.masked }
 
 // Node is one entry of a transaction set's structure: a segment or a loop.
 type Node struct {
@@ -104,10 +116,11 @@ type Loop struct {
 	ID       string // loop identifier as written in AK303/IK303, e.g. "N1", "PO1", "HL"
 	Children []*Node
 
-	tagsOnce sync.Once
-	tags     []string
-	keys     []uint32
-	name     string
+	tagsOnce   sync.Once
+	tags       []string
+	keys       []uint32
+	name       string
+	mandBefore []int32 // mandBefore[k]: mandatory children before child k
 }
 
 // Tags returns the leading segment tag of each child, in order (computed
@@ -116,13 +129,25 @@ func (l *Loop) Tags() []string {
 	l.tagsOnce.Do(func() {
 		l.tags = make([]string, len(l.Children))
 		l.keys = make([]uint32, len(l.Children))
+		l.mandBefore = make([]int32, len(l.Children)+1)
 		for i, c := range l.Children {
 			l.tags[i] = c.Tag()
 			l.keys[i] = TagKey([]byte(l.tags[i]))
+			l.mandBefore[i+1] = l.mandBefore[i]
+			if c.Usage == Mandatory {
+				l.mandBefore[i+1]++
+			}
 		}
 		l.name = l.ID + "_loop"
 	})
 	return l.tags
+}
+
+// HasMandatory reports whether any child in [from, to) is mandatory, in
+// constant time: the validator asks it each time a segment skips children.
+func (l *Loop) HasMandatory(from, to int) bool {
+	l.Tags()
+	return from < to && l.mandBefore[to] > l.mandBefore[from]
 }
 
 // TagKeys returns TagKey of each child's leading tag, in order: comparing

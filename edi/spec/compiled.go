@@ -1,0 +1,165 @@
+package spec
+
+// Kind is an element's Type as a small integer, so that the validator's
+// per-element switch compares a byte, not a string.
+type Kind uint8
+
+// The kinds of data element types; KindUnknown for an Element made without
+// the loader (its Type is then looked at).
+const (
+	KindUnknown Kind = iota
+	KindAN
+	KindID
+	KindDT
+	KindTM
+	KindR
+	KindB
+	KindN // N0..N9
+)
+
+// KindOf returns the Kind of a Type string.
+func KindOf(t string) Kind {
+	switch t {
+	case "AN":
+		return KindAN
+	case "ID":
+		return KindID
+	case "DT":
+		return KindDT
+	case "TM":
+		return KindTM
+	case "R":
+		return KindR
+	case "B":
+		return KindB
+	}
+	if len(t) >= 1 && t[0] == 'N' {
+		return KindN
+	}
+	return KindUnknown
+}
+
+// TypeKind is e.Kind, or the Kind of e.Type when the loader did not set it.
+func (e *Element) TypeKind() Kind {
+	if e.Kind != KindUnknown {
+		return e.Kind
+	}
+	return KindOf(e.Type)
+}
+
+// codeSet is a closed code list compiled for lookups from []byte without a
+// string conversion or a string hash: X12 codes are 1 to 3 characters almost
+// always, so each packs into a uint64 (bytes little-endian, zero padded;
+// data never holds a zero byte, the validator rejects control characters
+// first), looked up in an open-addressing table (lists run to hundreds of
+// codes: unit-of-measure, product-ID qualifiers).
+type codeSet struct {
+	table []uint64          // power-of-two size, 0 = empty slot; nil when a code is longer than 8 bytes
+	shift uint8             // 64 - log2(len(table))
+	codes map[string]string // the list itself when table is nil
+}
+
+func compileCodes(codes map[string]string) *codeSet {
+	if codes == nil {
+		return nil
+	}
+	size, shift := 4, uint8(62)
+	for size < 2*len(codes) {
+		size, shift = size*2, shift-1
+	}
+	cs := &codeSet{table: make([]uint64, size), shift: shift}
+	for c := range codes {
+		k, ok := pack([]byte(c))
+		if !ok {
+			return &codeSet{codes: codes}
+		}
+		i := cs.slot(k)
+		for cs.table[i] != 0 && cs.table[i] != k {
+			i = (i + 1) & (len(cs.table) - 1)
+		}
+		cs.table[i] = k
+	}
+	return cs
+}
+
+func (cs *codeSet) slot(k uint64) int { return int((k * 0x9E3779B97F4A7C15) >> cs.shift) }
+
+func pack(v []byte) (uint64, bool) {
+	if len(v) == 0 || len(v) > 8 {
+		return 0, false
+	}
+	var k uint64
+	for i, c := range v {
+		k |= uint64(c) << (8 * i)
+	}
+	return k, true
+}
+
+func (cs *codeSet) has(v []byte) bool {
+	if cs.table == nil {
+		_, ok := cs.codes[string(v)]
+		return ok
+	}
+	k, ok := pack(v)
+	if !ok {
+		return false
+	}
+	for i := cs.slot(k); ; i = (i + 1) & (len(cs.table) - 1) {
+		switch cs.table[i] {
+		case k:
+			return true
+		case 0:
+			return false
+		}
+	}
+}
+
+// HasCode reports whether this position has a closed code list (closed) and
+// whether v is on it. It is AllowedCodes()[v] without allocating.
+func (r *ElementRef) HasCode(v []byte) (closed, ok bool) {
+	if r.compiled {
+		if r.codes == nil {
+			return false, false
+		}
+		return true, r.codes.has(v)
+	}
+	codes := r.AllowedCodes()
+	if codes == nil {
+		return false, false
+	}
+	_, ok = codes[string(v)]
+	return true, ok
+}
+
+// compile fills the lookup structures of r (and of its composite's
+// components) from the code lists now in force. Refs built by the loader
+// and by Apply are compiled; a ref changed afterwards must be compiled again.
+func (r *ElementRef) compile() {
+	r.codes = compileCodes(r.AllowedCodes())
+	r.compiled = true
+	if r.Composite != nil {
+		for _, c := range r.Composite.Components {
+			c.compile()
+		}
+	}
+}
+
+func (s *Segment) compile() {
+	s.mandMask, s.masked = 0, len(s.Elements) < 64
+	for i, r := range s.Elements {
+		r.compile()
+		if r.Usage == Mandatory && i+1 < 64 {
+			s.mandMask |= 1 << (i + 1)
+		}
+	}
+}
+
+func (l *Loop) compile() {
+	for _, n := range l.Children {
+		if n.Loop != nil {
+			n.Loop.compile()
+		} else if n.Segment != nil {
+			n.Segment.compile()
+		}
+	}
+}
