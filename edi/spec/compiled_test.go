@@ -1,0 +1,57 @@
+package spec
+
+import (
+	"fmt"
+	"testing"
+)
+
+// A compiled code list answers exactly as the map it comes from, for lists
+// of every size and for codes longer than a packed word.
+func TestCodeSetMatchesMap(t *testing.T) {
+	for _, size := range []int{1, 3, 16, 17, 300} {
+		for _, long := range []bool{false, true} {
+			codes := map[string]string{}
+			for i := 0; i < size; i++ {
+				codes[fmt.Sprintf("%X", i*7)] = ""
+			}
+			if long {
+				codes["ABCDEFGHIJ"] = ""
+			}
+			cs := compileCodes(codes)
+			for i := 0; i < size*8+10; i++ {
+				for _, v := range []string{fmt.Sprintf("%X", i), fmt.Sprintf("%X ", i), "ABCDEFGHIJ", "ABCDEFGH", "", "123456789"} {
+					_, want := codes[v]
+					if got := cs.has([]byte(v)); got != want {
+						t.Fatalf("size %d long %v: has(%q) = %v, want %v", size, long, v, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// Overlays restrict code lists and mandatory positions after the
+// dictionary was compiled; the set Apply returns answers with the overlay.
+func TestApplyRecompiles(t *testing.T) {
+	d := Default("004010")
+	s, err := d.Apply(Overlay{Set: "850", Rules: []OverlayRule{{Segment: "BEG", Element: 1, Codes: []string{"00"}}, {Segment: "BEG", Element: 4, Usage: Mandatory}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	beg := s.Root.Children[1].Segment
+	if beg.ID != "BEG" {
+		t.Fatalf("second child is %s", beg.ID)
+	}
+	if closed, ok := beg.Elements[0].HasCode([]byte("05")); !closed || ok {
+		t.Fatalf("BEG01 05 after the overlay: closed %v ok %v", closed, ok)
+	}
+	if closed, ok := beg.Elements[0].HasCode([]byte("00")); !closed || !ok {
+		t.Fatalf("BEG01 00 after the overlay: closed %v ok %v", closed, ok)
+	}
+	if closed, ok := d.Set("850").Root.Children[1].Segment.Elements[0].HasCode([]byte("05")); !closed || !ok {
+		t.Fatalf("the dictionary's BEG01 changed: closed %v ok %v", closed, ok)
+	}
+	if m, ok := beg.MandatoryMask(); !ok || m&(1<<4) == 0 {
+		t.Fatalf("BEG04 not mandatory in the mask %b", m)
+	}
+}
