@@ -42,6 +42,11 @@ func TestSWARScansMatchByteLoops(t *testing.T) {
 			if got := plainSegment(raw, dd); got != plain {
 				t.Fatalf("plainSegment(%q, rep %q) = %v, want %v", raw, dd.Repetition, got, plain)
 			}
+			// and with bad bytes behind the segment in its buffer
+			behind := append(slices.Clone(raw), ":^\x00\xff~~~~"...)[:len(raw)]
+			if got := plainSegment(behind, dd); got != plain {
+				t.Fatalf("plainSegment(%q + buffer, rep %q) = %v, want %v", raw, dd.Repetition, got, plain)
+			}
 		}
 		// scanSegment (fast path) against IndexByte + the byte loop
 		r := &Reader{buf: raw, end: len(raw), MaxSegment: DefaultMaxSegment, delim: d, seg: Segment{ends: make([]int32, 0, 4)}}
@@ -66,6 +71,51 @@ func TestSWARScansMatchByteLoops(t *testing.T) {
 		wantEnds = append(wantEnds, int32(term))
 		if got := r.seg.ends[:ns+1]; !slices.Equal(got, wantEnds) {
 			t.Fatalf("scanSegment(%q) ends = %v, want %v", raw, got, wantEnds)
+		}
+	}
+}
+
+// Every segment carries the control numbers of its interchange, group and
+// set, and nothing of the previous ones after a trailer, although the reader
+// only copies them when an envelope segment changes them.
+func TestSegmentPositionsFollowEnvelopes(t *testing.T) {
+	isa := func(n string) string {
+		return "ISA*00*          *00*          *ZZ*A              *ZZ*B              *240101*1200*U*00401*" + n + "*0*P*>~\n"
+	}
+	in := isa("000000001") + "GS*PO*A*B*20240101*1200*7*X*004010~ST*850*0001~BEG*00*SA*1**20240101~SE*3*0001~" +
+		"X*stray~ST*850*0002~BEG*00*SA*2**20240101~SE*3*0002~GE*2*7~GS*PO*A*B*20240101*1200*8*X*004010~ST*850*0003~" +
+		"SE*2*0003~GE*1*8~IEA*2*000000001~\n" + isa("000000002") + "GS*PO*A*B*20240101*1200*9*X*004010~ST*850*0004~SE*2*0004~GE*1*9~IEA*1*000000002~\n"
+	r := NewReader(bytes.NewReader([]byte(in)))
+	var isa13, gs06, st02 string
+	inSet := 0
+	for n := 1; ; n++ {
+		seg, err := r.Next()
+		if err != nil {
+			break
+		}
+		tag := seg.TagString()
+		switch tag {
+		case "ISA":
+			isa13, gs06, st02, inSet = seg.Value(13), "", "", 0
+		case "GS":
+			gs06, st02, inSet = seg.Value(6), "", 0
+		case "ST":
+			st02, inSet = seg.Value(2), 0
+		}
+		if st02 != "" {
+			inSet++
+		}
+		want := Position{Offset: seg.Pos.Offset, Segment: n, InSet: inSet, ISA13: isa13, GS06: gs06, ST02: st02}
+		if seg.Pos != want {
+			t.Fatalf("segment %d %s: position %+v, want %+v", n, tag, seg.Pos, want)
+		}
+		switch tag {
+		case "SE":
+			st02, inSet = "", 0
+		case "GE":
+			gs06, st02, inSet = "", "", 0
+		case "IEA":
+			isa13, gs06, st02, inSet = "", "", "", 0
 		}
 	}
 }
