@@ -376,14 +376,43 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 		}
 	}
 	for pos := 1; pos <= n; pos++ {
-		if seg.ends[pos]-seg.ends[pos-1] <= 1 {
+		lo, hi := seg.ends[pos-1]+1, seg.ends[pos]
+		if hi <= lo {
 			continue // empty
 		}
 		if pos > len(def.Elements) {
 			v.elemErr(seg, pos, 0, 0, "", ElTooMany, seg.Element(pos), fmt.Sprintf("is beyond the %d elements %s defines", len(def.Elements), def.ID))
 			break
 		}
-		v.checkElement(seg, pos, def.Elements[pos-1], seg.Element(pos), plain)
+		ref := def.Elements[pos-1]
+		val := seg.raw[lo:hi]
+		// The common cases, valid AN and ID values of a plain segment, are
+		// decided here without the calls of checkElement (which reports).
+		if el := ref.Element; plain && el != nil && ref.Usage != spec.NotUsed {
+			switch el.Kind {
+			case spec.KindAN:
+				if len(val) >= el.Min && len(val) <= el.Max {
+					continue
+				}
+			case spec.KindID:
+				if closed, ok := ref.HasCode(val); ok || !closed && len(val) >= el.Min && len(val) <= el.Max {
+					continue
+				}
+			case spec.KindN:
+				d := val
+				if d[0] == '-' {
+					d = d[1:]
+				}
+				if digitsB(d) && len(d) >= el.Min && len(d) <= el.Max {
+					continue
+				}
+			case spec.KindR:
+				if nd, ok := realDigits(val); ok && nd >= el.Min && nd <= el.Max {
+					continue
+				}
+			}
+		}
+		v.checkElement(seg, pos, ref, val, plain)
 	}
 	v.checkSyntax(seg, def, present)
 	if len(v.elems) == 0 {
