@@ -67,7 +67,7 @@ func (t *treeBuilder) addSegment(n *Node, seg *Segment, def *spec.Segment) {
 	}
 	t.ns++
 	s := &t.segs[i][j]
-	*s = seg.cloneInto(&t.bytes, &t.ends)
+	seg.cloneInto(s, &t.bytes, &t.ends)
 	n.Items = append(n.Items, Item{Segment: s, Def: def})
 }
 
