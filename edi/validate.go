@@ -116,6 +116,9 @@ func (v *validator) segment(seg *Segment) {
 	// Search the innermost open loop first, then its parents: X12 matching.
 	for d := len(v.stack) - 1; d >= 0; d-- {
 		f := &v.stack[d]
+		if !f.loop.MayHave(key) {
+			continue
+		}
 		from := max(f.idx, 0)
 		if d > 0 && from == 0 {
 			from = 1 // the leading segment again means a new loop instance, decided by the parent

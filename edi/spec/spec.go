@@ -121,6 +121,17 @@ type Loop struct {
 	keys       []uint32
 	name       string
 	mandBefore []int32 // mandBefore[k]: mandatory children before child k
+	keyBloom   uint64  // bit keyBit(k) set for each child's TagKey k
+}
+
+func keyBit(k uint32) uint64 { return 1 << ((k * 0x9E3779B1) >> 26) }
+
+// MayHave reports whether a child of l may lead with the tag whose TagKey is
+// k (false means it certainly does not): the validator skips a loop's
+// children without comparing them when it is false.
+func (l *Loop) MayHave(k uint32) bool {
+	l.Tags()
+	return l.keyBloom&keyBit(k) != 0
 }
 
 // Tags returns the leading segment tag of each child, in order (computed
@@ -133,6 +144,7 @@ func (l *Loop) Tags() []string {
 		for i, c := range l.Children {
 			l.tags[i] = c.Tag()
 			l.keys[i] = TagKey([]byte(l.tags[i]))
+			l.keyBloom |= keyBit(l.keys[i])
 			l.mandBefore[i+1] = l.mandBefore[i]
 			if c.Usage == Mandatory {
 				l.mandBefore[i+1]++
