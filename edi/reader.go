@@ -539,7 +539,9 @@ func (r *Reader) scanSegment() (end, nsep int) {
 		w := binary.LittleEndian.Uint64(buf[i:])
 		xe, xt := w^pe, w^pt
 		me := ^((xe&swar7F + swar7F) | xe | swar7F)
-		mt := ^((xt&swar7F + swar7F) | xt | swar7F)
+		// For the terminator only its first lane matters: the cheaper test,
+		// whose false hits can only follow a true one, is exact for it.
+		mt := (xt - swarOnes) &^ xt & 0x8080808080808080
 		if mt != 0 {
 			tz := bits.TrailingZeros64(mt) // 8*lane + 7
 			me &= 1<<tz - 1                // separators before the terminator
