@@ -12,11 +12,11 @@ import (
 
 // frame is one open loop instance while a set is matched against its spec.
 type frame struct {
-	loop   *spec.Loop
-	keys   []uint32 // loop.TagKeys()
-	idx    int      // index of the child matched last
-	counts []int    // uses of each child in this instance
-	node   *Node    // tree instance, when building trees
+	loop       *spec.Loop
+	spec.Index       // the loop's Keys, Suffix and MandBefore
+	idx        int   // index of the child matched last
+	counts     []int // uses of each child in this instance
+	node       *Node // tree instance, when building trees
 }
 
 // validator matches the segments of one transaction set against its spec,
@@ -85,7 +85,7 @@ func (v *validator) push(l *spec.Loop, n *Node) {
 		v.stack = append(v.stack, frame{})
 	}
 	f := &v.stack[len(v.stack)-1]
-	f.loop, f.keys, f.idx, f.node = l, l.TagKeys(), 0, n
+	f.loop, f.Index, f.idx, f.node = l, l.Index(), 0, n
 	if cap(f.counts) < len(l.Children) {
 		f.counts = make([]int, len(l.Children))
 	}
@@ -113,18 +113,19 @@ func (v *validator) segment(seg *Segment) {
 		return
 	}
 	key := spec.TagKey(seg.Tag())
+	bit := spec.KeyBit(key)
 	// Search the innermost open loop first, then its parents: X12 matching.
 	for d := len(v.stack) - 1; d >= 0; d-- {
 		f := &v.stack[d]
-		if !f.loop.MayHave(key) {
-			continue
-		}
 		from := max(f.idx, 0)
 		if d > 0 && from == 0 {
 			from = 1 // the leading segment again means a new loop instance, decided by the parent
 		}
-		for j := from; j < len(f.keys); j++ {
-			if f.keys[j] != key {
+		if f.Suffix[from]&bit == 0 {
+			continue // no child from here on has this tag
+		}
+		for j := from; j < len(f.Keys); j++ {
+			if f.Keys[j] != key {
 				continue
 			}
 			v.matched(seg, d, j)
@@ -298,8 +299,8 @@ func (v *validator) hlLink(seg *Segment, f *frame, n *Node, ok bool) {
 
 // missing reports mandatory children of f in [from, to) that were not used.
 func (v *validator) missing(seg *Segment, f *frame, from, to int) {
-	if !f.loop.HasMandatory(from, to) {
-		return
+	if from >= to || f.MandBefore[to] == f.MandBefore[from] {
+		return // no mandatory child in [from, to)
 	}
 	for k := from; k < to; k++ {
 		c := f.loop.Children[k]

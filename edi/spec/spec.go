@@ -120,18 +120,29 @@ type Loop struct {
 	tags       []string
 	keys       []uint32
 	name       string
-	mandBefore []int32 // mandBefore[k]: mandatory children before child k
-	keyBloom   uint64  // bit keyBit(k) set for each child's TagKey k
+	mandBefore []int32  // mandBefore[k]: mandatory children before child k
+	suffix     []uint64 // suffix[k]: KeyBit of the tags of children k and after
 }
 
-func keyBit(k uint32) uint64 { return 1 << ((k * 0x9E3779B1) >> 26) }
+// KeyBit is the bit of a TagKey in a loop's tag filter (see Index).
+func KeyBit(k uint32) uint64 { return 1 << ((k * 0x9E3779B1) >> 26) }
 
-// MayHave reports whether a child of l may lead with the tag whose TagKey is
-// k (false means it certainly does not): the validator skips a loop's
-// children without comparing them when it is false.
-func (l *Loop) MayHave(k uint32) bool {
+// Index is what the validator needs of a loop for every segment it reads,
+// computed once per loop: the TagKey of each child's leading tag; Suffix[k],
+// the KeyBit of every tag at child k and after (a zero AND with KeyBit(key)
+// means no child from k on leads with that tag, and the children need not
+// be compared); and MandBefore[k], the number of mandatory children before
+// child k (so whether a skipped range held one is a subtraction).
+type Index struct {
+	Keys       []uint32
+	Suffix     []uint64
+	MandBefore []int32
+}
+
+// Index returns the loop's Index.
+func (l *Loop) Index() Index {
 	l.Tags()
-	return l.keyBloom&keyBit(k) != 0
+	return Index{Keys: l.keys, Suffix: l.suffix, MandBefore: l.mandBefore}
 }
 
 // Tags returns the leading segment tag of each child, in order (computed
@@ -144,22 +155,18 @@ func (l *Loop) Tags() []string {
 		for i, c := range l.Children {
 			l.tags[i] = c.Tag()
 			l.keys[i] = TagKey([]byte(l.tags[i]))
-			l.keyBloom |= keyBit(l.keys[i])
 			l.mandBefore[i+1] = l.mandBefore[i]
 			if c.Usage == Mandatory {
 				l.mandBefore[i+1]++
 			}
 		}
+		l.suffix = make([]uint64, len(l.Children)+1)
+		for i := len(l.Children) - 1; i >= 0; i-- {
+			l.suffix[i] = l.suffix[i+1] | KeyBit(l.keys[i])
+		}
 		l.name = l.ID + "_loop"
 	})
 	return l.tags
-}
-
-// HasMandatory reports whether any child in [from, to) is mandatory, in
-// constant time: the validator asks it each time a segment skips children.
-func (l *Loop) HasMandatory(from, to int) bool {
-	l.Tags()
-	return from < to && l.mandBefore[to] > l.mandBefore[from]
 }
 
 // TagKeys returns TagKey of each child's leading tag, in order: comparing
