@@ -103,11 +103,17 @@ func BenchmarkTokenize(b *testing.B) {
 	})
 }
 
-func BenchmarkTree(b *testing.B) {
+// BenchmarkProcess is envelopes and validation without trees.
+func BenchmarkProcess(b *testing.B) { benchProcess(b, false) }
+
+// BenchmarkTree is the full parse: envelopes, validation and loop trees.
+func BenchmarkTree(b *testing.B) { benchProcess(b, true) }
+
+func benchProcess(b *testing.B, tree bool) {
 	benchEach(b, func(b *testing.B, data []byte) {
 		sets := 0
-		err := edi.Process(bytes.NewReader(data), edi.Options{Tree: true, OnSet: func(ic *edi.Interchange, g *edi.Group, s *edi.Set) {
-			if s.Status != "A" || s.Tree == nil {
+		err := edi.Process(bytes.NewReader(data), edi.Options{Tree: tree, OnSet: func(ic *edi.Interchange, g *edi.Group, s *edi.Set) {
+			if s.Status != "A" || (s.Tree == nil) == tree {
 				b.Fatalf("set %+v", s.SetResult)
 			}
 			sets++
