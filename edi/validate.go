@@ -35,8 +35,14 @@ type validator struct {
 	hl        hlIDs // HL01 values and their instances (856)
 
 	segErrs int
-	elems   []Finding // element findings of the current segment
-	parts   [][]byte
+	// syntaxOK remembers, per segment definition (by Seq), the last set of
+	// present positions that passed its syntax rules.
+	syntaxOK [256]struct {
+		def     *spec.Segment
+		present uint64
+	}
+	elems []Finding // element findings of the current segment
+	parts [][]byte
 }
 
 var setTags sync.Map // *spec.Set -> map[string]bool
@@ -418,7 +424,19 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 		}
 		v.checkElement(seg, pos, ref, val, plain)
 	}
-	v.checkSyntax(seg, def, present)
+	if len(def.Syntax) > 0 {
+		// The syntax rules depend only on which positions are present, and
+		// the segments of a file repeat a few patterns: a pattern found
+		// clean for this definition is not checked again.
+		m := &v.syntaxOK[def.Seq()%uint32(len(v.syntaxOK))]
+		if m.def != def || m.present != present {
+			before := len(v.elems)
+			v.checkSyntax(seg, def, present)
+			if len(v.elems) == before {
+				m.def, m.present = def, present
+			}
+		}
+	}
 	if len(v.elems) == 0 {
 		return true
 	}

@@ -1,5 +1,7 @@
 package spec
 
+import "sync/atomic"
+
 // Kind is an element's Type as a small integer, so that the validator's
 // per-element switch compares a byte, not a string.
 type Kind uint8
@@ -144,7 +146,10 @@ func (r *ElementRef) compile() {
 	}
 }
 
+var segSeq atomic.Uint32
+
 func (s *Segment) compile() {
+	s.seq = segSeq.Add(1)
 	s.mandMask, s.masked = 0, len(s.Elements) < 64
 	for i, r := range s.Elements {
 		r.compile()

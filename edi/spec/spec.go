@@ -86,7 +86,13 @@ type Segment struct {
 
 	mandMask uint64 // bit p set when position p is mandatory (see compile)
 	masked   bool   // mandMask is valid: compiled, and fewer than 64 positions
+	seq      uint32 // set by compile; see Seq
 }
+
+// Seq is a number that tells compiled segment definitions apart (0 when not
+// compiled; numbers repeat only after 2^32 compilations): callers index
+// small per-definition caches with it.
+func (s *Segment) Seq() uint32 { return s.seq }
 
 // MandatoryMask returns the mandatory positions as bits (bit p for position
 // p), and false when it is not available (more than 63 positions, or a
