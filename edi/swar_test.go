@@ -2,6 +2,7 @@ package edi
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -117,5 +118,31 @@ func TestSegmentPositionsFollowEnvelopes(t *testing.T) {
 		case "IEA":
 			isa13, gs06, st02, inSet = "", "", "", 0
 		}
+	}
+}
+
+// A syntax-rule violation is found every time it occurs, also after the same
+// segment passed the rules with other elements present, and a clean pattern
+// after a violating one stays clean.
+func TestSyntaxFindingsRepeatPerSegment(t *testing.T) {
+	isa := "ISA*00*          *00*          *ZZ*SUPPLIERX      *ZZ*DISTRIB        *240315*1200*U*00401*000000101*0*P*>~\n"
+	body := "BEG*00*SA*PO-1**20240315~N1*ST*DC*92*DC07~N1*BT*ACME*92~N1*SF*X*92~N1*RE*Y*92*R1~" +
+		"PO1*1*24*EA*12.50*PE*UP*012345678905~CTT*1~"
+	in := isa + "GS*PO*SUPPLIERX*DISTRIB*20240315*1200*101*X*004010~ST*850*0001~" + body + "SE*10*0001~" +
+		"ST*850*0002~" + body + "SE*10*0002~GE*2*101~IEA*1*000000101~"
+	var got []string
+	err := Process(bytes.NewReader([]byte(in)), Options{OnSet: func(ic *Interchange, g *Group, s *Set) {
+		for _, f := range s.Findings {
+			if f.Code == ElConditional {
+				got = append(got, fmt.Sprintf("%s %s%02d line %d", s.Control, f.SegmentID, f.Element, f.Pos.InSet))
+			}
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"0001 N104 line 4", "0001 N104 line 5", "0002 N104 line 4", "0002 N104 line 5"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("conditional findings %q, want %q", got, want)
 	}
 }
