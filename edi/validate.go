@@ -12,11 +12,11 @@ import (
 
 // frame is one open loop instance while a set is matched against its spec.
 type frame struct {
-	loop       *spec.Loop
-	spec.Index       // the loop's Keys, Suffix and MandBefore
-	idx        int   // index of the child matched last
-	counts     []int // uses of each child in this instance
-	node       *Node // tree instance, when building trees
+	loop        *spec.Loop
+	*spec.Index         // the loop's Keys, Suffix and MandBefore (shared, read-only)
+	idx         int     // index of the child matched last
+	counts      []int32 // uses of each child in this instance
+	node        *Node   // tree instance, when building trees
 }
 
 // validator matches the segments of one transaction set against its spec,
@@ -93,7 +93,7 @@ func (v *validator) push(l *spec.Loop, n *Node) {
 	f := &v.stack[len(v.stack)-1]
 	f.loop, f.Index, f.idx, f.node = l, l.Index(), 0, n
 	if cap(f.counts) < len(l.Children) {
-		f.counts = make([]int, len(l.Children))
+		f.counts = make([]int32, len(l.Children))
 	}
 	f.counts = f.counts[:len(l.Children)]
 	clear(f.counts)
@@ -154,7 +154,7 @@ func (v *validator) matched(seg *Segment, d, j int) {
 	}
 	f.counts[j]++
 	c := f.loop.Children[j]
-	over := c.Max > 0 && f.counts[j] > c.Max
+	over := c.Max > 0 && int(f.counts[j]) > c.Max
 	if c.Loop == nil {
 		if over {
 			v.add(v.segFinding(seg, SegOverMaxUse, loopID(f), fmt.Sprintf("%s used %d times, at most %d allowed here", c.Segment.ID, f.counts[j], c.Max)))

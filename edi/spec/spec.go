@@ -128,6 +128,7 @@ type Loop struct {
 	name       string
 	mandBefore []int32  // mandBefore[k]: mandatory children before child k
 	suffix     []uint64 // suffix[k]: KeyBit of the tags of children k and after
+	index      Index
 }
 
 // KeyBit is the bit of a TagKey in a loop's tag filter (see Index).
@@ -145,10 +146,10 @@ type Index struct {
 	MandBefore []int32
 }
 
-// Index returns the loop's Index.
-func (l *Loop) Index() Index {
+// Index returns the loop's Index (shared: read-only).
+func (l *Loop) Index() *Index {
 	l.Tags()
-	return Index{Keys: l.keys, Suffix: l.suffix, MandBefore: l.mandBefore}
+	return &l.index
 }
 
 // Tags returns the leading segment tag of each child, in order (computed
@@ -171,6 +172,7 @@ func (l *Loop) Tags() []string {
 			l.suffix[i] = l.suffix[i+1] | KeyBit(l.keys[i])
 		}
 		l.name = l.ID + "_loop"
+		l.index = Index{Keys: l.keys, Suffix: l.suffix, MandBefore: l.mandBefore}
 	})
 	return l.tags
 }
