@@ -1,6 +1,9 @@
 package spec
 
-import "sync/atomic"
+import (
+	"encoding/binary"
+	"sync/atomic"
+)
 
 // Kind is an element's Type as a small integer, so that the validator's
 // per-element switch compares a byte, not a string.
@@ -102,9 +105,17 @@ func (cs *codeSet) has(v []byte) bool {
 		_, ok := cs.codes[string(v)]
 		return ok
 	}
-	k, ok := pack(v)
-	if !ok {
+	n := len(v)
+	if n == 0 || n > 8 {
 		return false
+	}
+	var k uint64
+	if cap(v) >= 8 {
+		// one load from the buffer behind v (a segment's bytes always have
+		// more behind them), the bytes past v masked off
+		k = binary.LittleEndian.Uint64(v[:8]) & (^uint64(0) >> (64 - 8*n))
+	} else {
+		k, _ = pack(v)
 	}
 	for i := cs.slot(k); ; i = (i + 1) & (len(cs.table) - 1) {
 		switch cs.table[i] {

@@ -24,6 +24,11 @@ func TestCodeSetMatchesMap(t *testing.T) {
 					if got := cs.has([]byte(v)); got != want {
 						t.Fatalf("size %d long %v: has(%q) = %v, want %v", size, long, v, got, want)
 					}
+					// and read from a buffer with other bytes behind the value
+					behind := append([]byte(v), "*ZZ~12345678"...)[:len(v)]
+					if got := cs.has(behind); got != want {
+						t.Fatalf("size %d long %v: has(%q + buffer) = %v, want %v", size, long, v, got, want)
+					}
 				}
 			}
 		}
