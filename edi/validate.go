@@ -375,20 +375,17 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 	}
 	n := seg.Len()
 	plain := plainSegment(seg.raw, seg.delim)
-	present := seg.present()
-	// Mandatory elements that are absent, then only the present elements:
-	// segments such as LIN define 31 positions and use 3 to 5.
-	if mand, ok := def.MandatoryMask(); !ok || mand&^present != 0 {
-		for i, ref := range def.Elements {
-			if ref.Usage == spec.Mandatory && (i >= n || seg.ends[i+1]-seg.ends[i] <= 1) {
-				v.elemErr(seg, i+1, 0, 0, refID(ref), ElMandatory, nil, "is mandatory")
-			}
-		}
-	}
+	var present uint64 // bit p: position p (below 64) is not empty
+	// The present elements, then the mandatory ones that are absent
+	// (findings are sorted by position below): segments such as LIN define
+	// 31 positions and use 3 to 5.
 	for pos := 1; pos <= n; pos++ {
 		lo, hi := seg.ends[pos-1]+1, seg.ends[pos]
 		if hi <= lo {
 			continue // empty
+		}
+		if pos < 64 {
+			present |= 1 << pos
 		}
 		if pos > len(def.Elements) {
 			v.elemErr(seg, pos, 0, 0, "", ElTooMany, seg.Element(pos), fmt.Sprintf("is beyond the %d elements %s defines", len(def.Elements), def.ID))
@@ -423,6 +420,13 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 			}
 		}
 		v.checkElement(seg, pos, ref, val, plain)
+	}
+	if mand, ok := def.MandatoryMask(); !ok || mand&^present != 0 {
+		for i, ref := range def.Elements {
+			if ref.Usage == spec.Mandatory && (i >= n || seg.ends[i+1]-seg.ends[i] <= 1) {
+				v.elemErr(seg, i+1, 0, 0, refID(ref), ElMandatory, nil, "is mandatory")
+			}
+		}
 	}
 	if len(def.Syntax) > 0 {
 		// The syntax rules depend only on which positions are present, and
@@ -467,18 +471,6 @@ func (v *validator) elemErr(seg *Segment, pos, comp, rep int, ref, code string, 
 	}
 	v.elems = append(v.elems, Finding{Level: LevelElement, Code: code, Pos: seg.Pos, SegmentID: seg.TagString(),
 		Element: pos, Component: comp, Repetition: rep, ElementRef: ref, Value: clip(val), Msg: name + " " + msg})
-}
-
-// present returns the non-empty positions 1..63 of seg as bits (bit p for
-// position p).
-func (s *Segment) present() uint64 {
-	var m uint64
-	for p := 1; p < len(s.ends) && p < 64; p++ {
-		if s.ends[p]-s.ends[p-1] > 1 {
-			m |= 1 << p
-		}
-	}
-	return m
 }
 
 // plainSegment reports whether raw holds neither the component nor the
