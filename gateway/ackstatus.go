@@ -18,7 +18,7 @@ const ackStatusSchema = "functional-ack-status.v1"
 // each set's (AK2..AK5 / IK5) with its segment and element errors
 // (AK3/IK3, AK4/IK4).
 func ackStatusDocument(s *edi.Set, receivedAt time.Time) mapping.Document {
-	doc := mapping.Document{"ackType": s.ID, "direction": "inbound", "receivedAt": receivedAt.UTC().Format(time.RFC3339)}
+	doc := map[string]any{"ackType": s.ID, "direction": "inbound", "receivedAt": receivedAt.UTC().Format(time.RFC3339)}
 	var sets []any
 	var set map[string]any
 	var segErr map[string]any
@@ -121,7 +121,7 @@ func ackStatusDocument(s *edi.Set, receivedAt time.Time) mapping.Document {
 	if len(sets) > 0 {
 		doc["transactionSets"] = sets
 	}
-	return doc
+	return mapping.DocumentFrom(doc)
 }
 
 func appendErr(set map[string]any, e map[string]any) {

@@ -15,7 +15,6 @@ import (
 	"github.com/edigw/edigw/gateway/ops"
 	"github.com/edigw/edigw/gateway/transport"
 	"github.com/edigw/edigw/gateway/webhooks"
-	"github.com/edigw/edigw/mapping"
 	"github.com/edigw/edigw/partners"
 	"github.com/edigw/edigw/spool"
 )
@@ -44,7 +43,7 @@ func (g *Gateway) SendPurchaseOrder(ctx context.Context, partnerID string, po js
 	if p.X12 == nil || doc == nil || doc.Map == nil {
 		return spool.File{}, fmt.Errorf("%w: partner %s has no outbound 850 mapping (documents: - x12: \"850\", direction: outbound in %s)", ops.ErrInvalid, p.ID, p.File)
 	}
-	var in mapping.Document
+	var in map[string]any
 	dec := json.NewDecoder(bytes.NewReader(po))
 	dec.UseNumber()
 	if err := dec.Decode(&in); err != nil {

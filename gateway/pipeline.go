@@ -190,7 +190,7 @@ func (g *Gateway) mapSet(log *slog.Logger, p *partners.Partner, f *spool.File, i
 		res.state, res.reason = spool.StateHeld, "mapping output is not JSON: "+err.Error()
 		return res
 	}
-	res.state, res.mapped, res.businessKey, res.refs = spool.StateMapped, b, businessKey(out), poNumbers(out, nil)
+	res.state, res.mapped, res.businessKey, res.refs = spool.StateMapped, b, businessKey(out), poNumbers(out.Map(), nil)
 	return res
 }
 
@@ -221,7 +221,7 @@ func poNumbers(v any, out []string) []string {
 // businessKey is the document's number as people search for it.
 func businessKey(doc mapping.Document) string {
 	for _, k := range []string{"invoiceNumber", "asnNumber", "poNumber", "ackNumber"} {
-		if v, ok := doc[k].(string); ok && v != "" {
+		if v, ok := doc.Get(k).(string); ok && v != "" {
 			return v
 		}
 	}

@@ -15,7 +15,7 @@ import (
 // canonical document. Columns are named by the header row.
 func (m *Map) MapCSV(in io.Reader, env Env) (Document, []string, error) {
 	if m.Source.Format != "csv" {
-		return nil, nil, fmt.Errorf("%s: not a CSV mapping", m.File)
+		return Document{}, nil, fmt.Errorf("%s: not a CSV mapping", m.File)
 	}
 	switch strings.ToLower(m.Source.Encoding) {
 	case "windows-1252", "cp1252":
@@ -25,7 +25,7 @@ func (m *Map) MapCSV(in io.Reader, env Env) (Document, []string, error) {
 	}
 	data, err := io.ReadAll(in)
 	if err != nil {
-		return nil, nil, err
+		return Document{}, nil, err
 	}
 	data = bytes.TrimPrefix(data, []byte("\xEF\xBB\xBF"))
 	cr := csv.NewReader(bytes.NewReader(data))
@@ -33,17 +33,17 @@ func (m *Map) MapCSV(in io.Reader, env Env) (Document, []string, error) {
 	cr.FieldsPerRecord = -1
 	records, err := cr.ReadAll()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: CSV: %w", env.FileName, err)
+		return Document{}, nil, fmt.Errorf("%s: CSV: %w", env.FileName, err)
 	}
 	if len(records) == 0 {
-		return nil, nil, fmt.Errorf("%s: CSV file is empty (no header row)", env.FileName)
+		return Document{}, nil, fmt.Errorf("%s: CSV file is empty (no header row)", env.FileName)
 	}
 	r := newRun(m, env)
 	r.header = map[string]int{}
 	for i, h := range records[0] {
 		h = strings.TrimSpace(h)
 		if _, dup := r.header[h]; dup {
-			return nil, nil, fmt.Errorf("%s: CSV header has column %q twice", env.FileName, h)
+			return Document{}, nil, fmt.Errorf("%s: CSV header has column %q twice", env.FileName, h)
 		}
 		r.header[h] = i
 	}
@@ -54,7 +54,7 @@ func (m *Map) MapCSV(in io.Reader, env Env) (Document, []string, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, nil, &DocError{Errs: missing}
+		return Document{}, nil, &DocError{Errs: missing}
 	}
 	for _, rec := range records[1:] {
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
@@ -62,5 +62,5 @@ func (m *Map) MapCSV(in io.Reader, env Env) (Document, []string, error) {
 		}
 		r.rows = append(r.rows, rec)
 	}
-	return r.finish(r.object(m.fields, item{}, 0))
+	return r.finish()
 }

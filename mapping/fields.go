@@ -12,6 +12,7 @@ import (
 // field is one compiled output key of an inbound mapping.
 type field struct {
 	name string
+	key  []byte // name as a JSON key, escaped, with its colon
 	path string // for messages: orders[].cartons[].sscc
 	line int
 
@@ -22,9 +23,14 @@ type field struct {
 	program *vm.Program
 	src     string // the from/col text, for messages
 	pair    string // LIN/PO1/IT1 product id pair by qualifier
+	pairSrc string // src and pair, for messages
+
+	// usesOut: an expression of the field (expr, when, where) reads out,
+	// which is then made a map for it.
+	usesOut bool
 
 	// structure
-	object  []*field
+	object  *shape
 	context *selector // object: evaluate inside this loop/segment
 	foreach *selector
 	rows    bool // foreach: rows (CSV)
@@ -143,7 +149,7 @@ func (c *compiler) field(name string, n *ynode, path string, sc scope) *field {
 		return f
 	}
 	if isNested(n) { // a plain mapping of output keys is a nested object
-		f.object = c.fields(n, path+".", sc)
+		f.object = newShape(c.fields(n, path+".", sc))
 		return f
 	}
 	if !c.keys(n, path, fieldKeys...) {
@@ -202,6 +208,9 @@ func (c *compiler) field(name string, n *ynode, path string, sc scope) *field {
 	if f.pair != "" && f.from == nil {
 		c.errf(n, "%s: pair needs from: a segment (LIN, PO1, IT1, SLN ...)", path)
 	}
+	if f.pair != "" {
+		f.pairSrc = f.src + " pair " + f.pair
+	}
 
 	// structure
 	if s := n.get("context"); s != nil {
@@ -240,7 +249,7 @@ func (c *compiler) field(name string, n *ynode, path string, sc scope) *field {
 		case f.context != nil:
 			osc = c.after(f.context, osc)
 		}
-		f.object = c.fields(o, path+nestedPrefix(f), osc)
+		f.object = newShape(c.fields(o, path+nestedPrefix(f), osc))
 	} else if f.context != nil || f.foreach != nil || f.rows {
 		c.errf(n, "%s: context and foreach need object:", path)
 	}
@@ -307,6 +316,7 @@ func (c *compiler) field(name string, n *ynode, path string, sc scope) *field {
 			f.trueValues = append(f.trueValues, c.str(v, path+".true_values"))
 		}
 	}
+	f.usesOut = readsName(f.program, "out") || readsName(f.when, "out") || readsName(f.where, "out")
 	return f
 }
 
@@ -359,6 +369,7 @@ type check struct {
 	lets     []letVar
 	program  *vm.Program
 	severity string
+	readsDoc bool // the expression reads doc or out, the document as maps
 }
 
 func (c *compiler) checks(n *ynode) {
@@ -396,6 +407,7 @@ func (c *compiler) checks(n *ynode) {
 			}
 		}
 		ck.program = c.expr(cn.get("expr"), "checks."+ck.name, c.str(cn.get("expr"), "checks.expr"), names)
+		ck.readsDoc = readsName(ck.program, "doc", "out")
 		c.m.checks = append(c.m.checks, ck)
 	}
 }

@@ -9,11 +9,72 @@ import (
 )
 
 // Marshal renders a canonical document as compact JSON with sorted keys,
-// byte-for-byte what encoding/json writes for it, without reflection: the
-// gateway renders every mapped document, and reflection cost more than the
-// mapping itself.
+// byte-for-byte what encoding/json writes for doc.Map(), without
+// reflection: the gateway renders every mapped document, and reflection
+// cost more than the mapping itself.
 func Marshal(doc Document) ([]byte, error) {
-	return appendValue(make([]byte, 0, 2048), doc)
+	t := doc.t
+	switch {
+	case t == nil:
+		return []byte("{}"), nil
+	case t.root == nil:
+		return appendValue(make([]byte, 0, 2048), t.generic)
+	}
+	b, err := t.appendObject(make([]byte, 0, max(2048, int(t.hints.json.Load()))), t.root, 0)
+	if err == nil {
+		t.hints.json.Store(int32(min(len(b), maxJSONHint)))
+	}
+	return b, err
+}
+
+// appendObject writes a mapped object, its keys escaped and sorted at load.
+func (t *tree) appendObject(b []byte, sh *shape, off int) ([]byte, error) {
+	b = append(b, '{')
+	first := true
+	for _, i := range sh.sorted {
+		v := &t.vals[off+i]
+		if v.kind == vAbsent {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		f := sh.fields[i]
+		b = append(b, f.key...)
+		var err error
+		switch v.kind {
+		case vString:
+			b = appendString(b, t.str(v))
+		case vNumber, vFloatText: // decimal text, already as encoding/json writes it
+			b = append(b, t.bytes(v)...)
+		case vObject:
+			b, err = t.appendObject(b, f.object, int(v.off()))
+		case vList:
+			b = append(b, '[')
+			for j, item := range t.vals[v.off() : v.off()+v.n()] {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				if b, err = t.appendObject(b, f.object, int(item.off())); err != nil {
+					return nil, err
+				}
+			}
+			b = append(b, ']')
+		case vInt:
+			b = strconv.AppendInt(b, int64(v.bits), 10)
+		case vBool:
+			b = strconv.AppendBool(b, v.bits == 1)
+		case vFloat:
+			b, err = appendFloat(b, math.Float64frombits(v.bits))
+		case vAny:
+			b, err = appendValue(b, t.anys[v.off()])
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
 }
 
 func appendValue(b []byte, v any) ([]byte, error) {
@@ -29,10 +90,7 @@ func appendValue(b []byte, v any) ([]byte, error) {
 	case int64:
 		return strconv.AppendInt(b, x, 10), nil
 	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return json.Marshal(x) // the same error encoding/json gives
-		}
-		return appendFloat(b, x), nil
+		return appendFloat(b, x)
 	case json.Number:
 		return append(b, x...), nil
 	case map[string]any:
@@ -71,8 +129,12 @@ func appendValue(b []byte, v any) ([]byte, error) {
 	return append(b, j...), err
 }
 
-// appendFloat formats like encoding/json.
-func appendFloat(b []byte, f float64) []byte {
+// appendFloat formats like encoding/json, and fails where it fails.
+func appendFloat(b []byte, f float64) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		_, err := json.Marshal(f) // the same error encoding/json gives
+		return nil, err
+	}
 	abs := math.Abs(f)
 	fmtc := byte('f')
 	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
@@ -87,16 +149,33 @@ func appendFloat(b []byte, f float64) []byte {
 			b = b[:n-1]
 		}
 	}
-	return b
+	return b, nil
 }
 
 const hexDigits = "0123456789abcdef"
 
+// plainByte marks the bytes appendString writes as they are: printable
+// ASCII but for ", \, <, > and &.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendString escapes like encoding/json (HTML-safe: <, >, & as \u00XX).
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	i := 0
+	for i < len(s) && plainByte[s[i]] {
+		i++
+	}
+	if i == len(s) { // most values: nothing to escape
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/edigw/edigw/edi/spec"
@@ -63,8 +64,10 @@ type Map struct {
 	tables   map[string]map[string]string
 	trim     bool
 	omitNull bool
-	fields   []*field // inbound output
+	output   *shape // inbound
 	checks   []*check
+	hints    sizeHints
+	runs     sync.Pool   // *run: scratch space of finished documents
 	segments []*segEntry // outbound
 	prelude  []string    // names defined for expressions
 	columns  []column    // CSV columns read
@@ -199,7 +202,7 @@ func (c *compiler) compile(root *ynode) *Map {
 		if out == nil {
 			c.errf(root, "output: missing (what the canonical document is made of)")
 		} else {
-			m.fields = c.fields(out, "", c.rootScope())
+			m.output = newShape(c.fields(out, "", c.rootScope()))
 		}
 		c.checks(root.get("checks"))
 	case "outbound":
@@ -418,6 +421,19 @@ func unknownNames(root ast.Node, known map[string]bool) []string {
 	v := &nameCheck{known: known}
 	ast.Walk(&root, v)
 	return v.bad
+}
+
+// readsName reports whether a compiled expression reads any of names (or
+// the whole environment, $env), so that a run converts the document to
+// maps only for the expressions that read it.
+func readsName(p *vm.Program, names ...string) bool {
+	if p == nil {
+		return false
+	}
+	return ast.Find(p.Node(), func(n ast.Node) bool {
+		id, ok := n.(*ast.IdentifierNode)
+		return ok && (id.Value == "$env" || slices.Contains(names, id.Value))
+	}) != nil
 }
 
 func firstLine(s string) string {

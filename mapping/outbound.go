@@ -182,10 +182,11 @@ type Envelope struct {
 	EOL         string
 }
 
-// Outbound writes doc as one X12 interchange (ISA, GS, ST, the mapped
-// segments, SE, GE, IEA) and checks it with the X12 validator before
-// anything is returned, so an 850 that would be rejected never leaves.
-func (m *Map) Outbound(doc Document, env Envelope, out io.Writer) error {
+// Outbound writes doc (a canonical document as encoding/json decodes it,
+// with UseNumber) as one X12 interchange (ISA, GS, ST, the mapped segments,
+// SE, GE, IEA) and checks it with the X12 validator before anything is
+// returned, so an 850 that would be rejected never leaves.
+func (m *Map) Outbound(doc map[string]any, env Envelope, out io.Writer) error {
 	if m.Direction != "outbound" {
 		return fmt.Errorf("%s: not an outbound mapping", m.File)
 	}

@@ -25,6 +25,17 @@ type selector struct {
 	// the end (PO1.PO102, HL_S.TD5.TD503): first() walks it without
 	// building item lists. Most fields are such selectors.
 	simple bool
+	// walkable: no index predicates, and conditions only on loop and
+	// segment steps, so that a depth-first walk (findFrom, visit) yields
+	// what eval does, in its order: first() stops at the first match
+	// instead of listing them all.
+	walkable bool
+	// plain: child steps without predicates down to one element (N1.N101,
+	// REF01), which conditions compare without visit's callbacks.
+	plain bool
+	// chain: child steps without predicates down to a loop or segment
+	// (PO1 for its product-ID pairs, N1_loop), walked as simple ones are.
+	chain bool
 }
 
 type stepKind uint8
@@ -60,7 +71,6 @@ type cond struct {
 type item struct {
 	node *edi.Node
 	seg  *edi.Segment
-	def  *spec.Segment
 	val  string
 	isV  bool
 }
@@ -333,15 +343,25 @@ func (s *selector) check(set *spec.Set, from sctx) error {
 		}
 		c = next
 	}
-	s.simple = len(s.steps) >= 2
+	s.plain, s.chain = true, true
+	s.walkable = true
 	for i := range s.steps {
 		st := &s.steps[i]
 		st.key = spec.TagKey([]byte(st.name))
 		last := i == len(s.steps)-1
 		if len(st.preds) > 0 || (last && st.kind != stepElement) || (!last && st.kind != stepChild) {
-			s.simple = false
+			s.plain = false
+		}
+		if len(st.preds) > 0 || st.kind != stepChild {
+			s.chain = false
+		}
+		for _, p := range st.preds {
+			if p.cond == nil || st.kind != stepChild {
+				s.walkable = false
+			}
 		}
 	}
+	s.simple = s.plain && len(s.steps) >= 2
 	return nil
 }
 
@@ -475,9 +495,57 @@ func childNames(c sctx) string {
 // ---- evaluation ----
 
 // evaluator holds scratch space so that selectors allocate nothing per step;
-// one belongs to each document being mapped.
+// one belongs to each run, and passes to the mapping's next document.
 type evaluator struct {
-	a, b []item
+	a, b  []item
+	one   []item // what first() and let: lists evaluate into
+	lists []item // the items of the foreach lists being mapped, nested lists' on top
+	doc   *tree  // the document being mapped, whose text str copies values into
+}
+
+// str copies an element value out of its segment into the document's text.
+func (e *evaluator) str(b []byte) string { return e.doc.addText(b) }
+
+// clear drops what the scratch space points to (loop trees, values),
+// keeping its room.
+func (e *evaluator) clear() {
+	for _, s := range [][]item{e.a, e.b, e.one, e.lists} {
+		clear(s[:cap(s)])
+	}
+	e.a, e.b, e.one, e.lists, e.doc = e.a[:0], e.b[:0], e.one[:0], e.lists[:0], nil
+}
+
+// first returns the first thing the selector yields from ctx (or root): a
+// value, or a loop or segment item. Only selectors with index predicates
+// need the whole list to find it; the others stop at their first match and
+// allocate nothing but the value.
+func (s *selector) first(e *evaluator, root, ctx *item) (item, bool) {
+	switch {
+	case s.simple:
+		v, ok := s.firstValue(root, ctx)
+		return item{val: e.str(v), isV: true}, ok
+	case s.chain:
+		n := ctx.node
+		if s.root {
+			n = root.node
+		}
+		return s.firstItemIn(n, 0)
+	case s.walkable:
+		start := *ctx
+		if s.root {
+			start = *root
+		}
+		it, v, ok := s.findFrom(root, start, 0)
+		if v != nil {
+			it = item{val: e.str(v), isV: true}
+		}
+		return it, ok
+	}
+	e.one = s.eval(e, *root, *ctx, e.one[:0])
+	if len(e.one) == 0 {
+		return item{}, false
+	}
+	return e.one[0], true
 }
 
 // eval applies the selector to ctx (or to root when it starts with $$.) and
@@ -492,7 +560,7 @@ func (s *selector) eval(e *evaluator, root, ctx item, out []item) []item {
 		st := &s.steps[i]
 		next = next[:0]
 		for _, it := range cur {
-			next = st.apply(root, it, next)
+			next = st.apply(e, it, next)
 		}
 		for _, p := range st.preds {
 			next = p.filter(root, next)
@@ -507,7 +575,7 @@ func (s *selector) eval(e *evaluator, root, ctx item, out []item) []item {
 	return out
 }
 
-func (st *step) apply(root, it item, out []item) []item {
+func (st *step) apply(e *evaluator, it item, out []item) []item {
 	switch st.kind {
 	case stepDescend:
 		if it.node != nil {
@@ -518,7 +586,7 @@ func (st *step) apply(root, it item, out []item) []item {
 			return out
 		}
 		if v := st.value(it.seg); len(v) > 0 {
-			out = append(out, item{val: string(v), isV: true})
+			out = append(out, item{val: e.str(v), isV: true})
 		}
 	case stepChild:
 		if it.node == nil {
@@ -530,52 +598,76 @@ func (st *step) apply(root, it item, out []item) []item {
 					out = append(out, item{node: c.Loop})
 				}
 			} else if string(c.Segment.Tag()) == st.name {
-				out = append(out, item{seg: c.Segment, def: c.Def})
+				out = append(out, item{seg: c.Segment})
 			}
 		}
 	}
 	return out
 }
 
-// first returns the first value a simple selector yields, without
-// allocating anything but the returned string.
-func (s *selector) first(root, ctx item) (string, bool) {
+// firstValue returns the first value a simple selector yields, without
+// allocating: its child steps walk loop instances down to the segments
+// whose element the last step reads.
+func (s *selector) firstValue(root, ctx *item) ([]byte, bool) {
+	n := ctx.node
 	if s.root {
-		ctx = root
+		n = root.node
 	}
-	return s.firstFrom(ctx, 0)
+	return s.firstIn(n, 0)
 }
 
-func (s *selector) firstFrom(it item, i int) (string, bool) {
+// firstIn applies child step i to loop instance n. Loops have no elements
+// and segments no children, so the step before the element matches only
+// segments, and the others only loops.
+func (s *selector) firstIn(n *edi.Node, i int) ([]byte, bool) {
+	if n == nil {
+		return nil, false
+	}
 	st := &s.steps[i]
-	if st.kind == stepElement {
-		if it.seg == nil {
-			return "", false
+	segStep := i == len(s.steps)-2
+	for _, c := range n.Items {
+		switch {
+		case c.Loop != nil:
+			if segStep || c.Loop.ID != st.name {
+				continue
+			}
+			if v, ok := s.firstIn(c.Loop, i+1); ok {
+				return v, true
+			}
+		case segStep && spec.TagKey(c.Segment.Tag()) == st.key:
+			if v := s.steps[i+1].value(c.Segment); len(v) > 0 {
+				return v, true
+			}
 		}
-		v := st.value(it.seg)
-		return string(v), len(v) > 0
 	}
-	if it.node == nil {
-		return "", false
+	return nil, false
+}
+
+// firstItemIn is firstIn for chain selectors: the first loop or segment
+// that child steps i and on lead to from loop instance n.
+func (s *selector) firstItemIn(n *edi.Node, i int) (item, bool) {
+	if n == nil {
+		return item{}, false
 	}
-	for _, c := range it.node.Items {
-		var ci item
-		if c.Loop != nil {
+	st := &s.steps[i]
+	last := i == len(s.steps)-1
+	for _, c := range n.Items {
+		switch {
+		case c.Loop != nil:
 			if c.Loop.ID != st.name {
 				continue
 			}
-			ci = item{node: c.Loop}
-		} else {
-			if spec.TagKey(c.Segment.Tag()) != st.key {
-				continue
+			if last {
+				return item{node: c.Loop}, true
 			}
-			ci = item{seg: c.Segment, def: c.Def}
-		}
-		if v, ok := s.firstFrom(ci, i+1); ok {
-			return v, true
+			if it, ok := s.firstItemIn(c.Loop, i+1); ok {
+				return it, true
+			}
+		case last && spec.TagKey(c.Segment.Tag()) == st.key:
+			return item{seg: c.Segment}, true
 		}
 	}
-	return "", false
+	return item{}, false
 }
 
 func (st *step) value(seg *edi.Segment) []byte {
@@ -671,13 +763,112 @@ func (s *selector) visitFrom(root, it item, i int, fn func(item, []byte) bool) b
 			case c.Loop != nil && c.Loop.ID == st.name:
 				ci = item{node: c.Loop}
 			case c.Loop == nil && string(c.Segment.Tag()) == st.name:
-				ci = item{seg: c.Segment, def: c.Def}
+				ci = item{seg: c.Segment}
 			default:
 				continue
 			}
 			if ok(ci) && s.visitFrom(root, ci, i+1, fn) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// findFrom is visitFrom for first(): what a walkable selector yields first
+// from step i on, a loop or segment item or an element's bytes, found
+// without a callback per step.
+func (s *selector) findFrom(root *item, it item, i int) (item, []byte, bool) {
+	if i == len(s.steps) {
+		return it, nil, true
+	}
+	st := &s.steps[i]
+	switch st.kind {
+	case stepElement:
+		if it.seg == nil || i != len(s.steps)-1 {
+			return item{}, nil, false
+		}
+		v := st.value(it.seg)
+		return item{}, v, len(v) > 0
+	case stepDescend:
+		if it.node == nil {
+			return item{}, nil, false
+		}
+		if f, v, ok := s.findFrom(root, it, i+1); ok {
+			return f, v, true
+		}
+		for _, c := range it.node.Items {
+			if c.Loop == nil {
+				continue
+			}
+			if f, v, ok := s.findFrom(root, item{node: c.Loop}, i); ok {
+				return f, v, true
+			}
+		}
+	case stepChild:
+		if it.node == nil {
+			return item{}, nil, false
+		}
+	items:
+		for _, c := range it.node.Items {
+			var ci item
+			switch {
+			case c.Loop != nil && c.Loop.ID == st.name:
+				ci = item{node: c.Loop}
+			case c.Loop == nil && string(c.Segment.Tag()) == st.name:
+				ci = item{seg: c.Segment}
+			default:
+				continue
+			}
+			for _, p := range st.preds {
+				if !p.cond.test(*root, ci) { // walkable: every predicate is a condition
+					continue items
+				}
+			}
+			if f, v, ok := s.findFrom(root, ci, i+1); ok {
+				return f, v, true
+			}
+		}
+	}
+	return item{}, nil, false
+}
+
+// matchFrom is the comparison of a condition on a plain path: whether a
+// value it yields from step i on is one of want; seen is set when it
+// yields any.
+func (s *selector) matchFrom(it item, i int, want []string, seen *bool) bool {
+	st := &s.steps[i]
+	if st.kind == stepElement {
+		if it.seg == nil {
+			return false
+		}
+		v := st.value(it.seg)
+		if len(v) == 0 {
+			return false
+		}
+		*seen = true
+		for _, w := range want {
+			if string(v) == w {
+				return true
+			}
+		}
+		return false
+	}
+	if it.node == nil {
+		return false
+	}
+	for _, c := range it.node.Items {
+		var ci item
+		switch {
+		case c.Loop != nil && c.Loop.ID == st.name:
+			ci = item{node: c.Loop}
+		case c.Loop == nil && string(c.Segment.Tag()) == st.name:
+			ci = item{seg: c.Segment}
+		default:
+			continue
+		}
+		if s.matchFrom(ci, i+1, want, seen) {
+			return true
 		}
 	}
 	return false
@@ -694,18 +885,27 @@ func (c *cond) test(root, it item) bool {
 	}
 	// An absent element compares as the empty string.
 	seen := false
-	match := c.path.visit(root, it, func(x item, v []byte) bool {
-		seen = true
-		if v == nil {
-			v = []byte(x.text())
+	var match bool
+	if c.path.plain {
+		start := it
+		if c.path.root {
+			start = root
 		}
-		for _, want := range c.values {
-			if string(v) == want {
-				return true
+		match = c.path.matchFrom(start, 0, c.values, &seen)
+	} else {
+		match = c.path.visit(root, it, func(x item, v []byte) bool {
+			seen = true
+			if v == nil {
+				v = []byte(x.text())
 			}
-		}
-		return false
-	})
+			for _, want := range c.values {
+				if string(v) == want {
+					return true
+				}
+			}
+			return false
+		})
+	}
 	if !seen {
 		for _, want := range c.values {
 			if want == "" {

@@ -146,11 +146,12 @@ func (e *SchemaError) Error() string {
 
 func (e *SchemaError) Unwrap() error { return e.Cause }
 
-// ValidateDocument checks a decoded JSON document (map[string]any, []any,
-// string, bool, nil, any Go integer or float, json.Number) against the
-// canonical schema name. Other Go values (structs, typed maps and slices) and
-// raw JSON ([]byte, json.RawMessage) are normalised through encoding/json with
-// UseNumber first. A mismatch is a *SchemaError listing every violation.
+// ValidateDocument checks a Document (as its Map) or a decoded JSON document
+// (map[string]any, []any, string, bool, nil, any Go integer or float,
+// json.Number) against the canonical schema name. Other Go values (structs,
+// typed maps and slices) and raw JSON ([]byte, json.RawMessage) are
+// normalised through encoding/json with UseNumber first. A mismatch is a
+// *SchemaError listing every violation.
 func ValidateDocument(name string, doc any) error {
 	sch, err := Schema(name)
 	if err != nil {
@@ -175,6 +176,9 @@ func ValidateDocument(name string, doc any) error {
 // schemaNormalise returns doc unchanged when it is made only of the types the
 // validator understands, and otherwise round-trips it through encoding/json.
 func schemaNormalise(doc any) (any, error) {
+	if d, ok := doc.(Document); ok {
+		doc = d.Map()
+	}
 	var raw []byte
 	switch d := doc.(type) {
 	case json.RawMessage:

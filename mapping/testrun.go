@@ -92,7 +92,7 @@ func (m *Map) runInput(path string, opt TestOptions) ([]byte, error) {
 	env := Env{FileName: filepath.Base(path), Partner: m.Partner}
 	switch {
 	case m.Direction == "outbound":
-		var doc Document
+		var doc map[string]any
 		dec := json.NewDecoder(f)
 		dec.UseNumber()
 		if err := dec.Decode(&doc); err != nil {
