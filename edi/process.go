@@ -185,6 +185,7 @@ func Process(r io.Reader, opt Options) error {
 	p.opt = opt
 	rd := &p.rd
 	rd.reset(r)
+	rd.findPlain = true
 	if opt.MaxSegment > 0 {
 		rd.MaxSegment = opt.MaxSegment
 	}

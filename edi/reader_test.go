@@ -65,7 +65,7 @@ func TestReaderBinarySeparatorsAndWhitespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(segs) != 3 || segs[1].Value(8) != "004010" || segs[2].TagString() != "IEA" {
-		t.Fatalf("segments: %d %q", len(segs), segs)
+		t.Fatalf("segments: %d %v", len(segs), segs)
 	}
 	tol := rd.Tolerances()
 	if len(tol) != 2 || !strings.Contains(tol[0].Msg, "byte order mark") || !strings.Contains(tol[1].Msg, "whitespace") {

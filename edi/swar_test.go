@@ -73,6 +73,15 @@ func TestSWARScansMatchByteLoops(t *testing.T) {
 		if got := r.seg.ends[:ns+1]; !slices.Equal(got, wantEnds) {
 			t.Fatalf("scanSegment(%q) ends = %v, want %v", raw, got, wantEnds)
 		}
+		// the validator's variant finds the same and tells plain segments
+		rp := &Reader{buf: raw, end: len(raw), MaxSegment: DefaultMaxSegment, delim: d, seg: Segment{ends: make([]int32, 0, 4)}, findPlain: true}
+		ep, nsp := rp.scanSegmentPlain()
+		if ep != e || !slices.Equal(rp.seg.ends[:nsp+1], wantEnds) {
+			t.Fatalf("scanSegmentPlain(%q) = %d %v, want %d %v", raw, ep, rp.seg.ends[:nsp+1], e, wantEnds)
+		}
+		if want := plainSegment(raw[:term], d); rp.seg.plain != want {
+			t.Fatalf("scanSegmentPlain(%q): plain %v, want %v", raw, rp.seg.plain, want)
+		}
 	}
 }
 

@@ -374,7 +374,7 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 		return true // the envelope checks own ST and SE (AK5 codes 3, 4, 7)
 	}
 	n := seg.Len()
-	plain := plainSegment(seg.raw, seg.delim)
+	plain := seg.plain
 	var present uint64 // bit p: position p (below 64) is not empty
 	// The present elements, then the mandatory ones that are absent
 	// (findings are sorted by position below): segments such as LIN define
