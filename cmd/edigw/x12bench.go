@@ -152,18 +152,18 @@ func benchChild(w io.Writer, mode, path, cpuProfile string) error {
 	return nil
 }
 
-// touch visits every element of seg and returns the harness's element count:
-// data elements after the tag, trailing empty ones omitted, interior empty
-// ones counted, a composite counted once.
-func touch(seg *edi.Segment, dataBytes *int64) int64 {
+// touch visits every element of seg and returns the harness's element count
+// (data elements after the tag, trailing empty ones omitted, interior empty
+// ones counted, a composite counted once) and the elements' bytes.
+func touch(seg *edi.Segment) (elements, dataBytes int64) {
 	last := 0
 	for i := 1; i <= seg.Len(); i++ {
 		if e := seg.Element(i); len(e) > 0 {
-			*dataBytes += int64(len(e))
+			dataBytes += int64(len(e))
 			last = i
 		}
 	}
-	return int64(last)
+	return int64(last), dataBytes
 }
 
 func benchTokenize(f *os.File, res *x12bench.Result) error {
@@ -178,7 +178,9 @@ func benchTokenize(f *os.File, res *x12bench.Result) error {
 			return err
 		}
 		res.Segments++
-		res.Elements += touch(seg, &dataBytes)
+		e, b := touch(seg)
+		res.Elements += e
+		dataBytes += b
 	}
 	res.Note = fmt.Sprintf(" data_bytes=%d", dataBytes)
 	return nil
@@ -202,18 +204,24 @@ func benchProcess(f *os.File, tree bool, res *x12bench.Result) error {
 				continue
 			}
 			res.Segments++
-			res.Elements += touch(it.Segment, &dataBytes)
+			e, b := touch(it.Segment)
+			res.Elements += e
+			dataBytes += b
 		}
 	}
 	opt := edi.Options{
 		Tree: tree,
 		OnInterchangeStart: func(ic *edi.Interchange) {
 			res.Segments++
-			res.Elements += touch(&ic.ISA, &dataBytes)
+			e, b := touch(&ic.ISA)
+			res.Elements += e
+			dataBytes += b
 		},
 		OnGroupStart: func(ic *edi.Interchange, g *edi.Group) {
 			res.Segments++
-			res.Elements += touch(&g.GS, &dataBytes)
+			e, b := touch(&g.GS)
+			res.Elements += e
+			dataBytes += b
 		},
 		OnSet: func(ic *edi.Interchange, g *edi.Group, s *edi.Set) {
 			sets++
