@@ -166,6 +166,22 @@ func touch(seg *edi.Segment) (elements, dataBytes int64) {
 	return int64(last), dataBytes
 }
 
+// walkTree touches every segment of a loop tree (see touch) and returns the
+// counts, in locals rather than through the closure's captured variables.
+func walkTree(n *edi.Node) (segs, elems, dataBytes int64) {
+	for i := range n.Items {
+		it := &n.Items[i]
+		if it.Loop != nil {
+			s, e, b := walkTree(it.Loop)
+			segs, elems, dataBytes = segs+s, elems+e, dataBytes+b
+			continue
+		}
+		e, b := touch(it.Segment)
+		segs, elems, dataBytes = segs+1, elems+e, dataBytes+b
+	}
+	return segs, elems, dataBytes
+}
+
 func benchTokenize(f *os.File, res *x12bench.Result) error {
 	r := edi.NewReader(f)
 	var dataBytes int64
@@ -195,19 +211,11 @@ func benchTokenize(f *os.File, res *x12bench.Result) error {
 func benchProcess(f *os.File, tree bool, res *x12bench.Result) error {
 	var dataBytes, sets, rejSets, rejEnv int64
 	noTree := false
-	var walk func(n *edi.Node)
-	walk = func(n *edi.Node) {
-		for i := range n.Items {
-			it := &n.Items[i]
-			if it.Loop != nil {
-				walk(it.Loop)
-				continue
-			}
-			res.Segments++
-			e, b := touch(it.Segment)
-			res.Elements += e
-			dataBytes += b
-		}
+	walk := func(n *edi.Node) {
+		segs, elems, bytes := walkTree(n)
+		res.Segments += segs
+		res.Elements += elems
+		dataBytes += bytes
 	}
 	opt := edi.Options{
 		Tree: tree,
