@@ -593,12 +593,8 @@ func (st *step) apply(e *evaluator, it item, out []item) []item {
 			return out
 		}
 		for _, c := range it.node.Items {
-			if c.Loop != nil {
-				if c.Loop.ID == st.name {
-					out = append(out, item{node: c.Loop})
-				}
-			} else if string(c.Segment.Tag()) == st.name {
-				out = append(out, item{seg: c.Segment})
+			if ci, ok := st.child(c); ok {
+				out = append(out, ci)
 			}
 		}
 	}
@@ -666,6 +662,18 @@ func (s *selector) firstItemIn(n *edi.Node, i int) (item, bool) {
 		case last && spec.TagKey(c.Segment.Tag()) == st.key:
 			return item{seg: c.Segment}, true
 		}
+	}
+	return item{}, false
+}
+
+// child returns the item of a loop or segment in a node's items that a
+// child step named st.name selects.
+func (st *step) child(c edi.Item) (item, bool) {
+	switch {
+	case c.Loop != nil && c.Loop.ID == st.name:
+		return item{node: c.Loop}, true
+	case c.Loop == nil && string(c.Segment.Tag()) == st.name:
+		return item{seg: c.Segment}, true
 	}
 	return item{}, false
 }
@@ -758,13 +766,8 @@ func (s *selector) visitFrom(root, it item, i int, fn func(item, []byte) bool) b
 			return false
 		}
 		for _, c := range it.node.Items {
-			var ci item
-			switch {
-			case c.Loop != nil && c.Loop.ID == st.name:
-				ci = item{node: c.Loop}
-			case c.Loop == nil && string(c.Segment.Tag()) == st.name:
-				ci = item{seg: c.Segment}
-			default:
+			ci, found := st.child(c)
+			if !found {
 				continue
 			}
 			if ok(ci) && s.visitFrom(root, ci, i+1, fn) {
@@ -811,13 +814,8 @@ func (s *selector) findFrom(root *item, it item, i int) (item, []byte, bool) {
 		}
 	items:
 		for _, c := range it.node.Items {
-			var ci item
-			switch {
-			case c.Loop != nil && c.Loop.ID == st.name:
-				ci = item{node: c.Loop}
-			case c.Loop == nil && string(c.Segment.Tag()) == st.name:
-				ci = item{seg: c.Segment}
-			default:
+			ci, ok := st.child(c)
+			if !ok {
 				continue
 			}
 			for _, p := range st.preds {
@@ -858,13 +856,8 @@ func (s *selector) matchFrom(it item, i int, want []string, seen *bool) bool {
 		return false
 	}
 	for _, c := range it.node.Items {
-		var ci item
-		switch {
-		case c.Loop != nil && c.Loop.ID == st.name:
-			ci = item{node: c.Loop}
-		case c.Loop == nil && string(c.Segment.Tag()) == st.name:
-			ci = item{seg: c.Segment}
-		default:
+		ci, ok := st.child(c)
+		if !ok {
 			continue
 		}
 		if s.matchFrom(ci, i+1, want, seen) {
