@@ -559,20 +559,12 @@ func (r *Reader) scanSegment() (end, nsep int) {
 		if mt != 0 {
 			tz := bits.TrailingZeros64(mt) // 8*lane + 7
 			me &= 1<<tz - 1                // separators before the terminator
-			for me != 0 {
-				ends[n] = int32(i - beg + bits.TrailingZeros64(me)>>3)
-				n++
-				me &= me - 1
-			}
+			n = putSeps(ends, n, me, i-beg)
 			e := i + tz>>3
 			ends[n] = int32(e - beg)
 			return e, n
 		}
-		for me != 0 {
-			ends[n] = int32(i - beg + bits.TrailingZeros64(me)>>3)
-			n++
-			me &= me - 1
-		}
+		n = putSeps(ends, n, me, i-beg)
 	}
 	return -1, 0
 }
@@ -613,23 +605,27 @@ func (r *Reader) scanSegmentPlain() (end, nsep int) {
 			tz := bits.TrailingZeros64(mt) // 8*lane + 7
 			me &= 1<<tz - 1                // separators before the terminator
 			r.seg.plain = odd|o&(1<<tz-1) == 0
-			for me != 0 {
-				ends[n] = int32(i - beg + bits.TrailingZeros64(me)>>3)
-				n++
-				me &= me - 1
-			}
+			n = putSeps(ends, n, me, i-beg)
 			e := i + tz>>3
 			ends[n] = int32(e - beg)
 			return e, n
 		}
 		odd |= o
-		for me != 0 {
-			ends[n] = int32(i - beg + bits.TrailingZeros64(me)>>3)
-			n++
-			me &= me - 1
-		}
+		n = putSeps(ends, n, me, i-beg)
 	}
 	return -1, 0
+}
+
+// putSeps writes base + the lane of each bit set in m (an SWAR match
+// mask: the high bit of each matching byte) to ends from n on and returns
+// the new n.
+func putSeps(ends []int32, n int, m uint64, base int) int {
+	for m != 0 {
+		ends[n] = int32(base + bits.TrailingZeros64(m)>>3)
+		n++
+		m &= m - 1
+	}
+	return n
 }
 
 // finish completes r.seg once its element ends are known (n separators) and
