@@ -393,8 +393,9 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 		}
 		ref := def.Elements[pos-1]
 		val := seg.raw[lo:hi]
-		// The common cases, valid AN and ID values of a plain segment, are
-		// decided here without the calls of checkElement (which reports).
+		// The common cases, valid AN, ID, Nn and R values of a plain
+		// segment, are decided here without the calls of checkElement
+		// (which also reports what is wrong).
 		if el := ref.Element; plain && el != nil && ref.Usage != spec.NotUsed {
 			switch el.Kind {
 			case spec.KindAN:

@@ -177,13 +177,6 @@ func (l *Loop) Tags() []string {
 	return l.tags
 }
 
-// TagKeys returns TagKey of each child's leading tag, in order: comparing
-// integers is what makes matching a segment against a loop cheap.
-func (l *Loop) TagKeys() []uint32 {
-	l.Tags()
-	return l.keys
-}
-
 // TagKey packs a segment tag of up to three bytes into an integer (longer
 // tags, which no X12 segment has, never match: 0).
 func TagKey(tag []byte) uint32 {
