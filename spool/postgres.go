@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -314,75 +313,6 @@ func pgList[T any](ctx context.Context, p *Postgres, q string, args []any, scan 
 		out = append(out, v)
 	}
 	return out, rows.Err()
-}
-
-// pgWhere accumulates a WHERE clause. Conditions are written with ? for
-// their arguments, numbered $1, $2, … as they are added.
-type pgWhere struct {
-	conds []string
-	args  []any
-}
-
-func (w *pgWhere) arg(v any) string {
-	w.args = append(w.args, v)
-	return "$" + strconv.Itoa(len(w.args))
-}
-
-func (w *pgWhere) add(cond string, args ...any) {
-	for _, a := range args {
-		cond = strings.Replace(cond, "?", w.arg(a), 1)
-	}
-	w.conds = append(w.conds, cond)
-}
-
-func (w *pgWhere) eq(col, v string) {
-	if v != "" {
-		w.add(col+" = ?", v)
-	}
-}
-
-func (w *pgWhere) in(col string, vs []string) {
-	if len(vs) > 0 {
-		w.add(col+" = ANY(?)", vs)
-	}
-}
-
-func (w *pgWhere) between(col string, since, until time.Time) {
-	if !since.IsZero() {
-		w.add(col+" >= ?", norm(since))
-	}
-	if !until.IsZero() {
-		w.add(col+" < ?", norm(until))
-	}
-}
-
-func (w *pgWhere) clause() string {
-	if len(w.conds) == 0 {
-		return ""
-	}
-	return " WHERE " + strings.Join(w.conds, " AND ")
-}
-
-// page appends keyset paging and returns the query's tail and the limit.
-func (w *pgWhere) page(p Page) (string, int) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, 1000)
-	order := "DESC"
-	if p.Ascending {
-		order = "ASC"
-	}
-	if p.After != "" {
-		if p.Ascending {
-			w.add("id > ?", p.After)
-		} else {
-			w.add("id < ?", p.After)
-		}
-	}
-	clause := w.clause()
-	return clause + " ORDER BY id " + order + " LIMIT " + w.arg(limit+1), limit
 }
 
 // ---- Recorder ----
@@ -1045,22 +975,14 @@ func (p *Postgres) GetDocument(ctx context.Context, id ID) (Document, error) {
 
 // ListFiles implements [Reader].
 func (p *Postgres) ListFiles(ctx context.Context, f FileFilter) ([]File, string, error) {
-	var w pgWhere
-	w.eq("partner", f.Partner)
-	w.eq("channel", f.Channel)
-	w.eq("sha256", f.SHA256)
-	w.in("state", states(f.States))
-	w.between("received_at", f.Since, f.Until)
+	w := pgWhere()
+	fileConds(w, f)
 	tail, limit := w.page(f.Page)
 	files, err := pgList(ctx, p, "SELECT "+fileCols+" FROM files"+tail, w.args, pgScanFile)
 	if err != nil {
 		return nil, "", fmt.Errorf("spool: list files: %w", err)
 	}
-	next := ""
-	if len(files) > limit {
-		files = files[:limit]
-		next = string(files[limit-1].ID)
-	}
+	files, next := pageOf(files, limit, func(f *File) ID { return f.ID })
 	return files, next, nil
 }
 
@@ -1075,39 +997,14 @@ func (p *Postgres) ListInterchanges(ctx context.Context, fileID ID) ([]Interchan
 
 // ListDocuments implements [Reader].
 func (p *Postgres) ListDocuments(ctx context.Context, f DocumentFilter) ([]Document, string, error) {
-	var w pgWhere
-	w.eq("partner", f.Partner)
-	w.in("state", states(f.States))
-	w.in("type", f.Types)
-	w.eq("file_id", string(f.FileID))
-	w.eq("interchange_id", string(f.InterchangeID))
-	if f.InterchangeControl != "" {
-		w.add("interchange_id IN (SELECT id FROM interchanges WHERE control = ?)", f.InterchangeControl)
-	}
-	w.eq("group_control", f.GroupControl)
-	w.eq("set_control", f.SetControl)
-	w.eq("business_key", f.BusinessKey)
-	if f.Ref != "" {
-		w.add("(business_key = ? OR id IN (SELECT document_id FROM document_refs WHERE ref = ?))", f.Ref, f.Ref)
-	}
-	w.eq("idempotency_key", f.IdempotencyKey)
-	if f.Direction != "" {
-		w.add("file_id IN (SELECT id FROM files WHERE direction = ?)", f.Direction)
-	}
-	if len(f.WasIn) > 0 {
-		w.add("id IN (SELECT subject FROM events WHERE to_state = ANY(?))", states(f.WasIn))
-	}
-	w.between("created_at", f.Since, f.Until)
+	w := pgWhere()
+	documentConds(w, f)
 	tail, limit := w.page(f.Page)
 	docs, err := pgList(ctx, p, "SELECT "+docCols+" FROM documents"+tail, w.args, pgScanDocument)
 	if err != nil {
 		return nil, "", fmt.Errorf("spool: list documents: %w", err)
 	}
-	next := ""
-	if len(docs) > limit {
-		docs = docs[:limit]
-		next = string(docs[limit-1].ID)
-	}
+	docs, next := pageOf(docs, limit, func(d *Document) ID { return d.ID })
 	return docs, next, nil
 }
 
@@ -1309,15 +1206,10 @@ func (p *Postgres) FinishRun(ctx context.Context, r PollRun) error {
 
 // ListRuns implements [Polls].
 func (p *Postgres) ListRuns(ctx context.Context, f RunFilter) ([]PollRun, error) {
-	var w pgWhere
+	w := pgWhere()
 	w.eq("partner", f.Partner)
 	w.eq("poll", f.Poll)
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	clause := w.clause()
-	runs, err := pgList(ctx, p, "SELECT "+runCols+" FROM poll_runs"+clause+" ORDER BY id DESC LIMIT "+w.arg(min(limit, 1000)), w.args, pgScanRun)
+	runs, err := pgList(ctx, p, "SELECT "+runCols+" FROM poll_runs"+w.newest(f.Limit, 50), w.args, pgScanRun)
 	if err != nil {
 		return nil, fmt.Errorf("spool: list runs: %w", err)
 	}
@@ -1417,15 +1309,10 @@ func (p *Postgres) AddAudit(ctx context.Context, e AuditEntry) (AuditEntry, erro
 
 // ListAudit implements [Audit].
 func (p *Postgres) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
-	var w pgWhere
+	w := pgWhere()
 	w.eq("actor", f.Actor)
 	w.eq("target", f.Target)
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	clause := w.clause()
-	es, err := pgList(ctx, p, "SELECT "+auditCols+" FROM audit"+clause+" ORDER BY id DESC LIMIT "+w.arg(min(limit, 1000)), w.args, pgScanAudit)
+	es, err := pgList(ctx, p, "SELECT "+auditCols+" FROM audit"+w.newest(f.Limit, 100), w.args, pgScanAudit)
 	if err != nil {
 		return nil, fmt.Errorf("spool: list audit: %w", err)
 	}

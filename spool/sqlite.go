@@ -1201,68 +1201,6 @@ func (s *SQLite) GetDocument(ctx context.Context, id ID) (Document, error) {
 	return d, nil
 }
 
-// where accumulates a WHERE clause.
-type where struct {
-	conds []string
-	args  []any
-}
-
-func (w *where) eq(col string, v string) {
-	if v != "" {
-		w.add(col+" = ?", v)
-	}
-}
-
-func (w *where) add(cond string, args ...any) {
-	w.conds = append(w.conds, cond)
-	w.args = append(w.args, args...)
-}
-
-func (w *where) in(col string, vs []string) {
-	if len(vs) > 0 {
-		args := make([]any, len(vs))
-		for i, v := range vs {
-			args[i] = v
-		}
-		w.add(col+" IN ("+placeholders(len(vs))+")", args...)
-	}
-}
-
-func (w *where) between(col string, since, until time.Time) {
-	if !since.IsZero() {
-		w.add(col+" >= ?", micros(norm(since)))
-	}
-	if !until.IsZero() {
-		w.add(col+" < ?", micros(norm(until)))
-	}
-}
-
-// page appends keyset paging and returns the query's tail and the limit.
-func (w *where) page(p Page) (string, int) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, 1000)
-	order := "DESC"
-	if p.Ascending {
-		order = "ASC"
-	}
-	if p.After != "" {
-		if p.Ascending {
-			w.add("id > ?", p.After)
-		} else {
-			w.add("id < ?", p.After)
-		}
-	}
-	clause := ""
-	if len(w.conds) > 0 {
-		clause = " WHERE " + strings.Join(w.conds, " AND ")
-	}
-	w.args = append(w.args, limit+1)
-	return clause + " ORDER BY id " + order + " LIMIT ?", limit
-}
-
 func states(ss []State) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
@@ -1273,22 +1211,14 @@ func states(ss []State) []string {
 
 // ListFiles implements [Reader].
 func (s *SQLite) ListFiles(ctx context.Context, f FileFilter) ([]File, string, error) {
-	var w where
-	w.eq("partner", f.Partner)
-	w.eq("channel", f.Channel)
-	w.eq("sha256", f.SHA256)
-	w.in("state", states(f.States))
-	w.between("received_at", f.Since, f.Until)
+	w := sqliteWhere()
+	fileConds(w, f)
 	tail, limit := w.page(f.Page)
 	files, err := list(ctx, s.r, "SELECT "+fileCols+" FROM files"+tail, w.args, scanFile)
 	if err != nil {
 		return nil, "", fmt.Errorf("spool: list files: %w", err)
 	}
-	next := ""
-	if len(files) > limit {
-		files = files[:limit]
-		next = string(files[limit-1].ID)
-	}
+	files, next := pageOf(files, limit, func(f *File) ID { return f.ID })
 	return files, next, nil
 }
 
@@ -1303,43 +1233,14 @@ func (s *SQLite) ListInterchanges(ctx context.Context, fileID ID) ([]Interchange
 
 // ListDocuments implements [Reader].
 func (s *SQLite) ListDocuments(ctx context.Context, f DocumentFilter) ([]Document, string, error) {
-	var w where
-	w.eq("partner", f.Partner)
-	w.in("state", states(f.States))
-	w.in("type", f.Types)
-	w.eq("file_id", string(f.FileID))
-	w.eq("interchange_id", string(f.InterchangeID))
-	if f.InterchangeControl != "" {
-		w.add("interchange_id IN (SELECT id FROM interchanges WHERE control = ?)", f.InterchangeControl)
-	}
-	w.eq("group_control", f.GroupControl)
-	w.eq("set_control", f.SetControl)
-	w.eq("business_key", f.BusinessKey)
-	if f.Ref != "" {
-		w.add("(business_key = ? OR id IN (SELECT document_id FROM document_refs WHERE ref = ?))", f.Ref, f.Ref)
-	}
-	w.eq("idempotency_key", f.IdempotencyKey)
-	if f.Direction != "" {
-		w.add("file_id IN (SELECT id FROM files WHERE direction = ?)", f.Direction)
-	}
-	if len(f.WasIn) > 0 {
-		args := make([]any, len(f.WasIn))
-		for i, st := range f.WasIn {
-			args[i] = string(st)
-		}
-		w.add("id IN (SELECT subject FROM events WHERE to_state IN ("+placeholders(len(args))+"))", args...)
-	}
-	w.between("created_at", f.Since, f.Until)
+	w := sqliteWhere()
+	documentConds(w, f)
 	tail, limit := w.page(f.Page)
 	docs, err := list(ctx, s.r, "SELECT "+docCols+" FROM documents"+tail, w.args, scanDocument)
 	if err != nil {
 		return nil, "", fmt.Errorf("spool: list documents: %w", err)
 	}
-	next := ""
-	if len(docs) > limit {
-		docs = docs[:limit]
-		next = string(docs[limit-1].ID)
-	}
+	docs, next := pageOf(docs, limit, func(d *Document) ID { return d.ID })
 	return docs, next, nil
 }
 
@@ -1548,18 +1449,10 @@ func (s *SQLite) FinishRun(ctx context.Context, r PollRun) error {
 
 // ListRuns implements [Polls].
 func (s *SQLite) ListRuns(ctx context.Context, f RunFilter) ([]PollRun, error) {
-	var w where
+	w := sqliteWhere()
 	w.eq("partner", f.Partner)
 	w.eq("poll", f.Poll)
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	clause := ""
-	if len(w.conds) > 0 {
-		clause = " WHERE " + strings.Join(w.conds, " AND ")
-	}
-	runs, err := list(ctx, s.r, "SELECT "+runCols+" FROM poll_runs"+clause+" ORDER BY id DESC LIMIT ?", append(w.args, min(limit, 1000)), scanRun)
+	runs, err := list(ctx, s.r, "SELECT "+runCols+" FROM poll_runs"+w.newest(f.Limit, 50), w.args, scanRun)
 	if err != nil {
 		return nil, fmt.Errorf("spool: list runs: %w", err)
 	}
@@ -1632,11 +1525,11 @@ func (s *SQLite) ForgetRemoteFiles(ctx context.Context, partner, poll string, na
 	if err == nil && len(names) > 0 {
 		err = s.write(ctx, func(tx *wtx, now time.Time) error {
 			for chunk := range slices.Chunk(names, maxForget) {
-				var w where
+				w := sqliteWhere()
 				w.eq("partner", partner)
 				w.eq("poll", poll)
 				w.in("name", chunk)
-				if _, err := tx.ExecContext(ctx, "DELETE FROM poll_files WHERE "+strings.Join(w.conds, " AND "), w.args...); err != nil {
+				if _, err := tx.ExecContext(ctx, "DELETE FROM poll_files"+w.clause(), w.args...); err != nil {
 					return err
 				}
 			}
@@ -1688,18 +1581,10 @@ func (s *SQLite) AddAudit(ctx context.Context, e AuditEntry) (AuditEntry, error)
 
 // ListAudit implements [Audit].
 func (s *SQLite) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
-	var w where
+	w := sqliteWhere()
 	w.eq("actor", f.Actor)
 	w.eq("target", f.Target)
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	clause := ""
-	if len(w.conds) > 0 {
-		clause = " WHERE " + strings.Join(w.conds, " AND ")
-	}
-	es, err := list(ctx, s.r, "SELECT "+auditCols+" FROM audit"+clause+" ORDER BY id DESC LIMIT ?", append(w.args, min(limit, 1000)), scanAudit)
+	es, err := list(ctx, s.r, "SELECT "+auditCols+" FROM audit"+w.newest(f.Limit, 100), w.args, scanAudit)
 	if err != nil {
 		return nil, fmt.Errorf("spool: list audit: %w", err)
 	}
