@@ -1,6 +1,7 @@
 package edi
 
 import (
+	"iter"
 	"strconv"
 
 	"github.com/edigw/edigw/edi/spec"
@@ -20,6 +21,29 @@ type Item struct {
 	Segment *Segment
 	Def     *spec.Segment // the segment's definition (for element names and composites)
 	Loop    *Node
+}
+
+// Segments yields the node's segments and those of its loops, depth first
+// in document order (none for a nil node).
+func (n *Node) Segments() iter.Seq[*Segment] {
+	return func(yield func(*Segment) bool) { n.eachSegment(yield) }
+}
+
+func (n *Node) eachSegment(yield func(*Segment) bool) bool {
+	if n == nil {
+		return true
+	}
+	for i := range n.Items {
+		it := &n.Items[i]
+		if it.Loop != nil {
+			if !it.Loop.eachSegment(yield) {
+				return false
+			}
+		} else if !yield(it.Segment) {
+			return false
+		}
+	}
+	return true
 }
 
 // treeBuilder allocates nodes and segment copies in chunks that are reused

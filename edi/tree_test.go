@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -136,5 +137,53 @@ func TestTreeCompositesAndRepetitions(t *testing.T) {
 	po1 := path(t, trees[0], "PO1_loop", "PO1").(map[string]any)
 	if po1["PO107"] != "X" || po1["pos"] != float64(4) {
 		t.Errorf("PO1: %v", po1)
+	}
+}
+
+// Segments walks a tree in document order, every segment of every loop
+// once, and stops when the loop body breaks.
+func TestNodeSegmentsInDocumentOrder(t *testing.T) {
+	data, _ := os.ReadFile("testdata/valid/856-004010.edi")
+	var tags, want []string
+	inSet := false
+	r := NewReader(bytes.NewReader(data))
+	for {
+		seg, err := r.Next()
+		if err != nil {
+			break
+		}
+		switch seg.TagString() {
+		case "ST":
+			inSet = true
+		case "GE":
+			inSet = false
+		}
+		if inSet {
+			want = append(want, seg.TagString())
+		}
+	}
+	err := Process(bytes.NewReader(data), Options{Tree: true, OnSet: func(ic *Interchange, g *Group, s *Set) {
+		for seg := range s.Tree.Segments() {
+			tags = append(tags, seg.TagString())
+		}
+		n := 0
+		for range s.Tree.Segments() {
+			if n++; n == 3 {
+				break
+			}
+		}
+		if n != 3 {
+			t.Errorf("break after 3 segments: saw %d", n)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) < 20 || !slices.Equal(tags, want) {
+		t.Fatalf("Segments: %v, want %v", tags, want)
+	}
+	var none *Node
+	for range none.Segments() {
+		t.Fatal("a nil node has no segments")
 	}
 }

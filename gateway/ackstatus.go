@@ -22,101 +22,90 @@ func ackStatusDocument(s *edi.Set, receivedAt time.Time) mapping.Document {
 	var sets []any
 	var set map[string]any
 	var segErr map[string]any
-	var walk func(n *edi.Node)
-	walk = func(n *edi.Node) {
-		for _, it := range n.Items {
-			if it.Loop != nil {
-				walk(it.Loop)
+	for seg := range s.Tree.Segments() {
+		switch seg.TagString() {
+		case "AK1":
+			doc["functionalId"], doc["groupControl"] = seg.Value(1), seg.Value(2)
+		case "AK2":
+			set = map[string]any{"setId": seg.Value(1), "control": seg.Value(2)}
+			if v := seg.Value(3); v != "" {
+				set["implementationRef"] = v
+			}
+			sets = append(sets, set)
+		case "AK3", "IK3":
+			if set == nil {
 				continue
 			}
-			seg := it.Segment
-			switch seg.TagString() {
-			case "AK1":
-				doc["functionalId"], doc["groupControl"] = seg.Value(1), seg.Value(2)
-			case "AK2":
-				set = map[string]any{"setId": seg.Value(1), "control": seg.Value(2)}
-				if v := seg.Value(3); v != "" {
-					set["implementationRef"] = v
-				}
-				sets = append(sets, set)
-			case "AK3", "IK3":
-				if set == nil {
-					continue
-				}
-				segErr = map[string]any{"segmentId": seg.Value(1), "code": seg.Value(4)}
-				if n, err := strconv.Atoi(seg.Value(2)); err == nil && n > 0 {
-					segErr["position"] = n
-				}
-				if v := seg.Value(3); v != "" {
-					segErr["loopId"] = v
-				}
-				appendErr(set, segErr)
-			case "AK4", "IK4":
-				if set == nil {
-					continue
-				}
-				e := map[string]any{"code": seg.Value(3)}
-				for k, v := range segErr {
-					if k != "code" {
-						e[k] = v
-					}
-				}
-				if segErr == nil {
-					e["segmentId"] = "?"
-				}
-				if n, err := strconv.Atoi(string(seg.Component(1, 1))); err == nil && n > 0 {
-					e["element"] = n // AK401-1 (IK401-1)
-				}
-				if c := seg.Component(1, 2); len(c) > 0 {
-					if n, err := strconv.Atoi(string(c)); err == nil && n > 0 {
-						e["component"] = n
-					}
-				}
-				if v := seg.Value(2); v != "" {
-					e["elementRef"] = v
-				}
-				if v := seg.Value(4); v != "" {
-					e["value"] = v
-				}
-				appendErr(set, e)
-			case "AK5", "IK5":
-				if set == nil {
-					continue
-				}
-				code := seg.Value(1)
-				set["code"], set["status"] = code, setStatus(code)
-				var codes []any
-				for i := 2; i <= seg.Len(); i++ {
-					if v := seg.Value(i); v != "" {
-						codes = append(codes, v)
-					}
-				}
-				if len(codes) > 0 {
-					set["setErrorCodes"] = codes
-				}
-				set, segErr = nil, nil
-			case "AK9":
-				code := seg.Value(1)
-				doc["groupCode"], doc["status"] = code, groupStatus(code)
-				for i, k := range []string{"includedSets", "receivedSets", "acceptedSets"} {
-					if n, err := strconv.Atoi(seg.Value(i + 2)); err == nil {
-						doc[k] = n
-					}
-				}
-				var codes []any
-				for i := 5; i <= seg.Len(); i++ {
-					if v := seg.Value(i); v != "" {
-						codes = append(codes, v)
-					}
-				}
-				if len(codes) > 0 {
-					doc["groupErrorCodes"] = codes
+			segErr = map[string]any{"segmentId": seg.Value(1), "code": seg.Value(4)}
+			if n, err := strconv.Atoi(seg.Value(2)); err == nil && n > 0 {
+				segErr["position"] = n
+			}
+			if v := seg.Value(3); v != "" {
+				segErr["loopId"] = v
+			}
+			appendErr(set, segErr)
+		case "AK4", "IK4":
+			if set == nil {
+				continue
+			}
+			e := map[string]any{"code": seg.Value(3)}
+			for k, v := range segErr {
+				if k != "code" {
+					e[k] = v
 				}
 			}
+			if segErr == nil {
+				e["segmentId"] = "?"
+			}
+			if n, err := strconv.Atoi(string(seg.Component(1, 1))); err == nil && n > 0 {
+				e["element"] = n // AK401-1 (IK401-1)
+			}
+			if c := seg.Component(1, 2); len(c) > 0 {
+				if n, err := strconv.Atoi(string(c)); err == nil && n > 0 {
+					e["component"] = n
+				}
+			}
+			if v := seg.Value(2); v != "" {
+				e["elementRef"] = v
+			}
+			if v := seg.Value(4); v != "" {
+				e["value"] = v
+			}
+			appendErr(set, e)
+		case "AK5", "IK5":
+			if set == nil {
+				continue
+			}
+			code := seg.Value(1)
+			set["code"], set["status"] = code, setStatus(code)
+			var codes []any
+			for i := 2; i <= seg.Len(); i++ {
+				if v := seg.Value(i); v != "" {
+					codes = append(codes, v)
+				}
+			}
+			if len(codes) > 0 {
+				set["setErrorCodes"] = codes
+			}
+			set, segErr = nil, nil
+		case "AK9":
+			code := seg.Value(1)
+			doc["groupCode"], doc["status"] = code, groupStatus(code)
+			for i, k := range []string{"includedSets", "receivedSets", "acceptedSets"} {
+				if n, err := strconv.Atoi(seg.Value(i + 2)); err == nil {
+					doc[k] = n
+				}
+			}
+			var codes []any
+			for i := 5; i <= seg.Len(); i++ {
+				if v := seg.Value(i); v != "" {
+					codes = append(codes, v)
+				}
+			}
+			if len(codes) > 0 {
+				doc["groupErrorCodes"] = codes
+			}
 		}
-	}
-	if s.Tree != nil {
-		walk(s.Tree)
 	}
 	if len(sets) > 0 {
 		doc["transactionSets"] = sets

@@ -170,33 +170,21 @@ type functionalAck struct {
 // readFunctionalAck reads AK1, AK5/IK5 and AK9 from a 997/999's tree.
 func readFunctionalAck(s *edi.Set) (functionalAck, bool) {
 	fa := functionalAck{kind: s.ID}
-	var walk func(n *edi.Node)
-	walk = func(n *edi.Node) {
-		for _, it := range n.Items {
-			if it.Loop != nil {
-				walk(it.Loop)
-				continue
+	for seg := range s.Tree.Segments() {
+		switch seg.TagString() {
+		case "AK1":
+			fa.groupControl = strings.TrimLeft(seg.Value(2), "0")
+		case "AK9":
+			fa.status = seg.Value(1)
+		case "AK5", "IK5":
+			if v := seg.Value(1); v != "A" {
+				fa.errors = append(fa.errors, fmt.Sprintf("%s %s", seg.TagString(), strings.TrimRight(string(seg.Raw()), "~\r\n")))
 			}
-			seg := it.Segment
-			switch seg.TagString() {
-			case "AK1":
-				fa.groupControl = strings.TrimLeft(seg.Value(2), "0")
-			case "AK9":
-				fa.status = seg.Value(1)
-			case "AK5", "IK5":
-				if v := seg.Value(1); v != "A" {
-					fa.errors = append(fa.errors, fmt.Sprintf("%s %s", seg.TagString(), strings.TrimRight(string(seg.Raw()), "~\r\n")))
-				}
-			case "AK3", "AK4", "IK3", "IK4":
-				fa.errors = append(fa.errors, string(seg.Raw()))
-			}
+		case "AK3", "AK4", "IK3", "IK4":
+			fa.errors = append(fa.errors, string(seg.Raw()))
 		}
 	}
-	if s.Tree == nil {
-		return fa, false
-	}
-	walk(s.Tree)
-	return fa, fa.groupControl != "" && fa.status != ""
+	return fa, fa.groupControl != "" && fa.status != "" // a set without a tree has neither
 }
 
 // reconcileAck matches a partner's 997/999 to the outbound group it
