@@ -155,14 +155,20 @@ func (r *fakeRemote) Open(ctx context.Context, name string) (io.ReadCloser, erro
 	return &fakeReader{Reader: rd, r: r}, nil
 }
 
-func (r *fakeRemote) Remove(ctx context.Context, name string) error {
+// afterFetch counts an after-fetch operation and runs the onRemove hook,
+// outside the lock (the hook may call the remote).
+func (r *fakeRemote) afterFetch(op, name string) {
 	r.mu.Lock()
-	r.ops["remove"]++
+	r.ops[op]++
 	hook := r.onRemove
 	r.mu.Unlock()
 	if hook != nil {
 		hook(name)
 	}
+}
+
+func (r *fakeRemote) Remove(ctx context.Context, name string) error {
+	r.afterFetch("remove", name)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.removeErr[name]; err != nil {
@@ -176,13 +182,7 @@ func (r *fakeRemote) Remove(ctx context.Context, name string) error {
 }
 
 func (r *fakeRemote) Move(ctx context.Context, name, dir string) error {
-	r.mu.Lock()
-	r.ops["move"]++
-	hook := r.onRemove
-	r.mu.Unlock()
-	if hook != nil {
-		hook(name)
-	}
+	r.afterFetch("move", name)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f, ok := r.files[name]
