@@ -78,13 +78,7 @@ func ackStatusDocument(s *edi.Set, receivedAt time.Time) mapping.Document {
 			}
 			code := seg.Value(1)
 			set["code"], set["status"] = code, setStatus(code)
-			var codes []any
-			for i := 2; i <= seg.Len(); i++ {
-				if v := seg.Value(i); v != "" {
-					codes = append(codes, v)
-				}
-			}
-			if len(codes) > 0 {
+			if codes := valuesFrom(seg, 2); len(codes) > 0 {
 				set["setErrorCodes"] = codes
 			}
 			set, segErr = nil, nil
@@ -96,13 +90,7 @@ func ackStatusDocument(s *edi.Set, receivedAt time.Time) mapping.Document {
 					doc[k] = n
 				}
 			}
-			var codes []any
-			for i := 5; i <= seg.Len(); i++ {
-				if v := seg.Value(i); v != "" {
-					codes = append(codes, v)
-				}
-			}
-			if len(codes) > 0 {
+			if codes := valuesFrom(seg, 5); len(codes) > 0 {
 				doc["groupErrorCodes"] = codes
 			}
 		}
@@ -111,6 +99,18 @@ func ackStatusDocument(s *edi.Set, receivedAt time.Time) mapping.Document {
 		doc["transactionSets"] = sets
 	}
 	return mapping.DocumentFrom(doc)
+}
+
+// valuesFrom returns the non-empty elements of seg from position i on (the
+// repeated error codes of AK5/IK5 and AK9).
+func valuesFrom(seg *edi.Segment, i int) []any {
+	var vs []any
+	for ; i <= seg.Len(); i++ {
+		if v := seg.Value(i); v != "" {
+			vs = append(vs, v)
+		}
+	}
+	return vs
 }
 
 func appendErr(set map[string]any, e map[string]any) {
