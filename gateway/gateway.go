@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -143,9 +142,21 @@ func (g *Gateway) Store() spool.Store { return g.store }
 // Accept implements sftpd.Inbox: the upload is durable once its blob is
 // written and fsync'd and its record committed; only then does the
 // client's close succeed.
-func (g *Gateway) Accept(ctx context.Context, u sftpd.Upload, r io.Reader) error {
-	_, err := g.spoolFile(ctx, spool.NewFile{Partner: u.PartnerID, Channel: "sftp", Name: u.Name, Actor: "sftp:" + u.User}, r)
-	return err
+func (g *Gateway) Accept(ctx context.Context, u sftpd.Upload, f *os.File) (sftpd.Receipt, error) {
+	nf := spool.NewFile{Partner: u.PartnerID, Channel: "sftp", Name: u.Name, Actor: "sftp:" + u.User}
+	id, ref, err := g.spoolFile(ctx, nf, func() (spool.BlobRef, error) {
+		if a, ok := g.blobs.(adopter); ok {
+			return a.Adopt(ctx, f)
+		}
+		return g.blobs.Put(ctx, f)
+	})
+	return sftpd.Receipt{MessageID: string(id), SHA256: ref.SHA256}, err
+}
+
+// adopter is a blob store that can take over a file instead of copying it
+// (*spool.Local: an upload becomes a blob by a hard link).
+type adopter interface {
+	Adopt(ctx context.Context, f *os.File) (spool.BlobRef, error)
 }
 
 // Scheduler runs the partners' polls; nil when disabled on this node.

@@ -60,7 +60,7 @@ func (g *Gateway) SendPurchaseOrder(ctx context.Context, partnerID string, po js
 	if err := doc.Map.Outbound(in, env, &x12); err != nil {
 		return spool.File{}, fmt.Errorf("%w: partner %s: %v", ops.ErrInvalid, p.ID, err)
 	}
-	ref, err := g.blobs.Put(ctx, bytes.NewReader(x12.Bytes()))
+	ref, err := spool.PutBytes(ctx, g.blobs, x12.Bytes())
 	if err != nil {
 		return spool.File{}, err
 	}
@@ -114,10 +114,7 @@ func (g *Gateway) outboundStage(ctx context.Context, f *spool.File) error {
 	if err := g.archiveBlob(ctx, archive.Key("", f.Partner, f.ReceivedAt, string(f.ID), "out-"+f.Name), f.Blob, "application/edi-x12"); err != nil {
 		return err
 	}
-	if err := c.step(ctx, spool.StateDelivered, spool.StateArchived); err != nil {
-		return err
-	}
-	return c.end(ctx, spool.StateArchived, spool.StateDone)
+	return c.end(ctx, spool.StateDelivered, spool.StateArchived, spool.Then(spool.StateDone))
 }
 
 // deliverToPartner puts bytes into the partner's outbox (our SFTP
@@ -141,11 +138,31 @@ func (g *Gateway) deliverToPartner(ctx context.Context, p *partners.Partner, nam
 		}
 		return nil
 	}
+	if src, ok := g.blobPath(ref); ok {
+		// A stored blob is linked, not copied: no file to create and fsync.
+		// Where it cannot be linked (another file system) it is copied.
+		if err := g.outbox.Link(ctx, p.ID, name, src); err == nil || errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+	}
 	err = g.outbox.Put(ctx, p.ID, name, r)
 	if errors.Is(err, fs.ErrExist) {
 		return nil // written by an earlier run of this stage
 	}
 	return err
+}
+
+// blobPath is the file holding ref when the blob store is a local
+// directory (*spool.Local), for linking it instead of copying it.
+func (g *Gateway) blobPath(ref spool.BlobRef) (string, bool) {
+	l, ok := g.blobs.(interface {
+		Path(spool.BlobRef) (string, error)
+	})
+	if !ok {
+		return "", false
+	}
+	p, err := l.Path(ref)
+	return p, err == nil
 }
 
 // partnerFileName follows the partner's naming rule ({type}_{control}.{ext}).

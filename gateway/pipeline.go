@@ -292,7 +292,7 @@ func (g *Gateway) recordDocument(ctx context.Context, log *slog.Logger, f *spool
 	if s.state == spool.StateMapped {
 		// The JSON is durable before the record that points at it, and the
 		// document starts mapped: one transaction instead of three.
-		ref, err := g.blobs.Put(ctx, bytes.NewReader(s.mapped))
+		ref, err := spool.PutBytes(ctx, g.blobs, s.mapped)
 		if err != nil {
 			return err
 		}
@@ -364,7 +364,7 @@ func (g *Gateway) acknowledge(ctx context.Context, p *partners.Partner, rec spoo
 	if ic.Rejected() {
 		status = "R"
 	}
-	ref, err := g.blobs.Put(ctx, bytes.NewReader(buf.Bytes()))
+	ref, err := spool.PutBytes(ctx, g.blobs, buf.Bytes())
 	if err != nil {
 		return err
 	}
@@ -423,7 +423,7 @@ func (g *Gateway) writeTA1Duplicate(ctx context.Context, p *partners.Partner, re
 	if _, err := edi.WriteAck(&buf, &dup, opt); err != nil {
 		return err
 	}
-	ref, err := g.blobs.Put(ctx, bytes.NewReader(buf.Bytes()))
+	ref, err := spool.PutBytes(ctx, g.blobs, buf.Bytes())
 	if err != nil {
 		return err
 	}
@@ -496,10 +496,7 @@ func (g *Gateway) fileArchiveStage(ctx context.Context, f *spool.File) error {
 		}
 	}
 	c := g.chain(f.ID)
-	if err := c.step(ctx, spool.StateAcked, spool.StateArchived); err != nil {
-		return err
-	}
-	return c.end(ctx, spool.StateArchived, spool.StateDone)
+	return c.end(ctx, spool.StateAcked, spool.StateArchived, spool.Then(spool.StateDone))
 }
 
 func (g *Gateway) archiveBlob(ctx context.Context, key string, ref spool.BlobRef, contentType string) error {
@@ -508,7 +505,11 @@ func (g *Gateway) archiveBlob(ctx context.Context, key string, ref spool.BlobRef
 		return err
 	}
 	defer r.Close()
-	err = g.archive.Put(ctx, archive.Object{Key: key, Body: r, Size: ref.Size, SHA256: ref.SHA256, ContentType: contentType})
+	o := archive.Object{Key: key, Body: r, Size: ref.Size, SHA256: ref.SHA256, ContentType: contentType}
+	if p, ok := g.blobPath(ref); ok {
+		o.LinkFrom = p // a directory archive links the stored blob instead of copying it
+	}
+	err = g.archive.Put(ctx, o)
 	g.metrics.ArchivePuts.WithLabelValues(outcome(err)).Inc()
 	return err
 }
@@ -567,7 +568,7 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 		res := g.erp.Deliver(ctx, endpoint, erp.Delivery{Body: body, IdempotencyKey: d.IdempotencyKey, CorrelationID: string(d.ID), DocumentType: d.Type})
 		var respRef spool.BlobRef
 		if len(res.Body) > 0 {
-			respRef, _ = g.blobs.Put(ctx, bytes.NewReader(res.Body))
+			respRef, _ = spool.PutBytes(ctx, g.blobs, res.Body)
 		}
 		if res.Attempted {
 			if err := g.store.SetDocumentResult(ctx, d.ID, spool.Response{Status: res.Status, Body: respRef, At: time.Now()}); err != nil {
@@ -610,10 +611,7 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 			log.Warn("archive failed, will retry", "err", err, "in", wait)
 			return c.retry(ctx, fmt.Errorf("archive: %w", err), time.Now().Add(wait))
 		}
-		if err := c.step(ctx, spool.StateDelivered, spool.StateArchived); err != nil {
-			return err
-		}
-		return c.end(ctx, spool.StateArchived, spool.StateDone)
+		return c.end(ctx, spool.StateDelivered, spool.StateArchived, spool.Then(spool.StateDone))
 	case spool.StateArchived: // a worker died between archiving and done
 		return c.end(ctx, spool.StateArchived, spool.StateDone)
 	case spool.StateRejected:

@@ -92,8 +92,9 @@ func (g *Gateway) Runner() *schedules.Runner {
 // record committed) before the poll deletes or moves the remote copy.
 func (g *Gateway) acceptPolled(ctx context.Context, f schedules.Fetched, r io.Reader) (spool.ID, error) {
 	meta, _ := json.Marshal(map[string]any{"poll": f.Poll, "remote_size": f.Size, "remote_mtime": f.ModTime.UTC()})
-	id, err := g.spoolFile(ctx, spool.NewFile{Partner: f.Partner, Channel: "poll", Name: f.Name,
-		RemotePath: f.Where + "/" + f.Name, Meta: meta, Actor: "poll:" + f.Poll}, r)
+	id, _, err := g.spoolFile(ctx, spool.NewFile{Partner: f.Partner, Channel: "poll", Name: f.Name,
+		RemotePath: f.Where + "/" + f.Name, Meta: meta, Actor: "poll:" + f.Poll},
+		func() (spool.BlobRef, error) { return g.blobs.Put(ctx, r) })
 	if err == nil && killAfterPollSpool {
 		// Fault injection for the crash test: die in the worst window, the
 		// file spooled and the remote copy still there.
@@ -106,31 +107,32 @@ func (g *Gateway) acceptPolled(ctx context.Context, f schedules.Fetched, r io.Re
 // (EDIGW_TEST_FAULT=kill-after-poll-spool).
 var killAfterPollSpool = os.Getenv("EDIGW_TEST_FAULT") == "kill-after-poll-spool"
 
-// spoolFile stores r as a received file of nf.Partner and wakes the workers.
-func (g *Gateway) spoolFile(ctx context.Context, nf spool.NewFile, r io.Reader) (spool.ID, error) {
+// spoolFile records a received file of nf.Partner, whose bytes put stores
+// durably, and wakes the workers.
+func (g *Gateway) spoolFile(ctx context.Context, nf spool.NewFile, put func() (spool.BlobRef, error)) (spool.ID, spool.BlobRef, error) {
 	p := g.partners().ByID(nf.Partner)
 	if p == nil {
-		return "", fmt.Errorf("partner %s is not configured", nf.Partner)
+		return "", spool.BlobRef{}, fmt.Errorf("partner %s is not configured", nf.Partner)
 	}
-	ref, err := g.blobs.Put(ctx, r)
+	ref, err := put()
 	if err != nil {
-		return "", fmt.Errorf("spool blob: %w", err)
+		return "", spool.BlobRef{}, fmt.Errorf("spool blob: %w", err)
 	}
 	nf.Blob, nf.ReceivedAt, nf.DedupeWindow = ref, time.Now(), p.Acks.DuplicateWindow
 	f, err := g.store.AddFile(ctx, nf)
 	if err != nil {
-		return "", fmt.Errorf("spool record: %w", err)
+		return "", ref, fmt.Errorf("spool record: %w", err)
 	}
 	g.metrics.FilesReceived.WithLabelValues(p.ID, nf.Channel, string(f.State)).Inc()
 	g.hooks.Emit(webhooks.FileReceived, string(f.ID), map[string]any{"partner": p.ID, "channel": nf.Channel, "name": nf.Name,
 		"size": ref.Size, "sha256": ref.SHA256, "state": f.State, "duplicateOf": f.DuplicateOf})
 	g.log.Info("file received", "message_id", f.ID, "partner", p.ID, "channel", nf.Channel, "file", nf.Name,
-		"size", ref.Size, "state", f.State)
+		"size", ref.Size, "sha256", ref.SHA256, "state", f.State)
 	select {
 	case g.wake <- struct{}{}:
 	default:
 	}
-	return f.ID, nil
+	return f.ID, ref, nil
 }
 
 // Reload reads the partner profiles again and applies them: the SFTP

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -158,26 +159,20 @@ func (l *Local) Put(ctx context.Context, r io.Reader) (ref BlobRef, err error) {
 	if err != nil {
 		return BlobRef{}, fmt.Errorf("spool: put blob: copy: %w", err)
 	}
+	ref = BlobRef{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}
+	if stored, err := l.stored(ref); stored || err != nil {
+		return ref, err
+	}
 	if err := l.syncFile(tmp); err != nil {
 		return BlobRef{}, fmt.Errorf("spool: put blob: fsync: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
 		return BlobRef{}, fmt.Errorf("spool: put blob: close: %w", err)
 	}
-	ref = BlobRef{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}
-	final := l.path(ref.SHA256)
-
-	if stored := l.find(ref.SHA256); fileSize(stored) == n {
-		// Stored already. Its rename may be another Put's that has not yet
-		// fsync'd the directory: sync it here too before saying "durable".
-		if err := l.syncDir(filepath.Dir(stored)); err != nil {
-			return BlobRef{}, fmt.Errorf("spool: put blob %s: fsync dir: %w", ref.SHA256, err)
-		}
-		return ref, nil
-	}
 	if err := os.Chmod(tmp.Name(), 0o444); err != nil {
 		return BlobRef{}, fmt.Errorf("spool: put blob %s: %w", ref.SHA256, err)
 	}
+	final := l.path(ref.SHA256)
 	err = os.Rename(tmp.Name(), final)
 	if errors.Is(err, fs.ErrNotExist) { // its shard directory was removed since NewLocal
 		if err = l.mkdirShard(filepath.Dir(final)); err == nil {
@@ -192,6 +187,111 @@ func (l *Local) Put(ctx context.Context, r io.Reader) (ref BlobRef, err error) {
 		return BlobRef{}, fmt.Errorf("spool: put blob %s: fsync dir: %w", ref.SHA256, err)
 	}
 	return ref, nil
+}
+
+// stored reports whether ref is in the store already. Its rename may be
+// another Put's that has not yet fsync'd the directory, so the directory is
+// synced here too before the caller says "durable".
+func (l *Local) stored(ref BlobRef) (bool, error) {
+	p := l.find(ref.SHA256)
+	if fileSize(p) != ref.Size {
+		return false, nil
+	}
+	if err := l.syncDir(filepath.Dir(p)); err != nil {
+		return false, fmt.Errorf("spool: put blob %s: fsync dir: %w", ref.SHA256, err)
+	}
+	return true, nil
+}
+
+// PutBytes stores b like Put, but hashes first and creates no file when the
+// blob is stored already (an ERP's usual answer, a re-sent file). Besides
+// the write it saves, a temporary file made and removed again is costly on
+// ext4 without a journal: the allocator skips inodes freed in the last 30
+// seconds, one by one, on every later create.
+func (l *Local) PutBytes(ctx context.Context, b []byte) (BlobRef, error) {
+	h := sha256.Sum256(b)
+	ref := BlobRef{SHA256: hex.EncodeToString(h[:]), Size: int64(len(b))}
+	if stored, err := l.stored(ref); stored || err != nil {
+		return ref, err
+	}
+	return l.Put(ctx, bytes.NewReader(b))
+}
+
+// Adopt stores the contents of f (from its start) by hard-linking f into
+// the store instead of copying it: an upload that is already a file on this
+// file system becomes a blob without a second file being made, written and
+// removed. The caller must not write to f afterwards (it becomes read-only)
+// and may remove its own name for it. When f cannot be linked (another file
+// system, or no hard links), it is copied as Put does.
+func (l *Local) Adopt(ctx context.Context, f *os.File) (BlobRef, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return BlobRef{}, fmt.Errorf("spool: adopt %s: %w", f.Name(), err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, durable.Reader(ctx, f))
+	if err != nil {
+		return BlobRef{}, fmt.Errorf("spool: adopt %s: %w", f.Name(), err)
+	}
+	ref := BlobRef{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}
+	if stored, err := l.stored(ref); stored || err != nil {
+		return ref, err
+	}
+	if err := f.Chmod(0o444); err != nil { // before the fsync, which then covers it
+		return BlobRef{}, fmt.Errorf("spool: adopt %s: %w", f.Name(), err)
+	}
+	if err := l.syncFile(f); err != nil {
+		return BlobRef{}, fmt.Errorf("spool: adopt %s: fsync: %w", f.Name(), err)
+	}
+	final := l.path(ref.SHA256)
+	err = os.Link(f.Name(), final)
+	if errors.Is(err, fs.ErrNotExist) { // its shard directory was removed since NewLocal
+		if err = l.mkdirShard(filepath.Dir(final)); err == nil {
+			err = os.Link(f.Name(), final)
+		}
+	}
+	switch {
+	case err == nil, errors.Is(err, fs.ErrExist): // fs.ErrExist: a concurrent Put of the same bytes
+	default:
+		if _, serr := f.Seek(0, io.SeekStart); serr != nil {
+			return BlobRef{}, fmt.Errorf("spool: adopt %s: %w", f.Name(), serr)
+		}
+		got, err := l.Put(ctx, f)
+		if err == nil && got != ref {
+			err = fmt.Errorf("spool: adopt %s: the file changed while it was stored (%s, then %s)", f.Name(), ref, got)
+		}
+		return got, err
+	}
+	if err := l.syncDir(filepath.Dir(final)); err != nil {
+		return BlobRef{}, fmt.Errorf("spool: adopt %s: fsync dir: %w", f.Name(), err)
+	}
+	return ref, nil
+}
+
+// Path returns the file holding ref, for a caller that links it elsewhere
+// (the directory archive, the outbox) instead of copying it. The file is
+// read-only and is never rewritten.
+func (l *Local) Path(ref BlobRef) (string, error) {
+	if err := ref.Check(); err != nil {
+		return "", err
+	}
+	p := l.find(ref.SHA256)
+	switch size := fileSize(p); {
+	case size < 0:
+		return "", fmt.Errorf("spool: blob %s: %w", ref.SHA256, ErrNotFound)
+	case size != ref.Size:
+		return "", fmt.Errorf("spool: blob %s: %d bytes stored, %d expected: %w", ref.SHA256, size, ref.Size, ErrCorrupt)
+	}
+	return p, nil
+}
+
+// PutBytes stores b in blobs, by [Local.PutBytes] when blobs has it.
+func PutBytes(ctx context.Context, blobs Blobs, b []byte) (BlobRef, error) {
+	if p, ok := blobs.(interface {
+		PutBytes(context.Context, []byte) (BlobRef, error)
+	}); ok {
+		return p.PutBytes(ctx, b)
+	}
+	return blobs.Put(ctx, bytes.NewReader(b))
 }
 
 // fileSize is a file's size, or -1.

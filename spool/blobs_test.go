@@ -299,3 +299,158 @@ func TestLocalPutStreams(t *testing.T) {
 		t.Errorf("Put of %d bytes allocated %d bytes: not streaming", size, alloc)
 	}
 }
+
+// An upload already on disk becomes a blob by a hard link: the blob is the
+// same file, made read-only, fsync'd once, its shard directory synced, and
+// no temporary file is made.
+func TestLocalAdoptLinks(t *testing.T) {
+	l, log := newLocal(t)
+	content := "ISA*00*adopted~"
+	up := filepath.Join(t.TempDir(), ".upload-1")
+	if err := os.WriteFile(up, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(up, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Seek(5, io.SeekStart) // Adopt reads from the start whatever the offset
+	ref, err := l.Adopt(t.Context(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.SHA256 != sum(content) || ref.Size != int64(len(content)) {
+		t.Fatalf("ref %v", ref)
+	}
+	p, err := l.Path(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.Stat(up)
+	b, _ := os.Stat(p)
+	if !os.SameFile(a, b) {
+		t.Error("the blob is a copy, not the uploaded file")
+	}
+	if b.Mode().Perm() != 0o444 {
+		t.Errorf("blob mode %v", b.Mode())
+	}
+	if log.files != 1 || !slices.Equal(log.dirs, []string{filepath.Dir(p)}) {
+		t.Errorf("fsyncs: %d files, dirs %v", log.files, log.dirs)
+	}
+	if names := tmpEntries(t, l); len(names) != 0 {
+		t.Errorf("temporary files made: %v", names)
+	}
+	// The uploader removes its name; the blob stays whole.
+	f.Close()
+	os.Remove(up)
+	r, err := l.Open(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || string(got) != content {
+		t.Fatalf("read back %q %v", got, err)
+	}
+}
+
+// Adopting content that is stored already links nothing and writes nothing.
+func TestLocalAdoptStored(t *testing.T) {
+	l, log := newLocal(t)
+	content := "ISA*00*twice~"
+	ref, err := l.Put(t.Context(), strings.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := filepath.Join(t.TempDir(), ".upload-2")
+	os.WriteFile(up, []byte(content), 0o600)
+	f, _ := os.Open(up)
+	defer f.Close()
+	log.files, log.dirs = 0, nil
+	got, err := l.Adopt(t.Context(), f)
+	if err != nil || got != ref {
+		t.Fatalf("Adopt: %v %v, want %v", got, err, ref)
+	}
+	a, _ := os.Stat(up)
+	p, _ := l.Path(ref)
+	b, _ := os.Stat(p)
+	if os.SameFile(a, b) || log.files != 0 {
+		t.Errorf("a stored blob was replaced (same file %v, %d file fsyncs)", os.SameFile(a, b), log.files)
+	}
+	if a.Mode().Perm() != 0o600 {
+		t.Errorf("the caller's file was changed to %v although it was not adopted", a.Mode())
+	}
+}
+
+// Where the file cannot be linked (another file system, no hard links;
+// here: its name is gone), Adopt copies it as Put does.
+func TestLocalAdoptFallsBackToCopy(t *testing.T) {
+	l, _ := newLocal(t)
+	content := "ISA*00*copied~"
+	up := filepath.Join(t.TempDir(), ".upload-3")
+	os.WriteFile(up, []byte(content), 0o600)
+	f, err := os.Open(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	os.Remove(up) // the open file has no name left to link
+	ref, err := l.Adopt(t.Context(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := l.Open(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || string(got) != content || ref.SHA256 != sum(content) {
+		t.Fatalf("copied blob %q %v %v", got, ref, err)
+	}
+}
+
+// PutBytes of content stored already creates no temporary file (and so
+// removes none); new content is stored as Put stores it.
+func TestLocalPutBytes(t *testing.T) {
+	l, log := newLocal(t)
+	ref, err := PutBytes(t.Context(), l, []byte("{\"status\":\"ok\"}"))
+	if err != nil || ref.SHA256 != sum("{\"status\":\"ok\"}") {
+		t.Fatalf("PutBytes: %v %v", ref, err)
+	}
+	if log.files != 1 {
+		t.Errorf("%d file fsyncs for new content, want 1", log.files)
+	}
+	tmp, err := os.Open(l.tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := tmp.Stat()
+	tmp.Close()
+	time.Sleep(10 * time.Millisecond)
+	log.files = 0
+	again, err := PutBytes(t.Context(), l, []byte("{\"status\":\"ok\"}"))
+	if err != nil || again != ref {
+		t.Fatalf("second PutBytes: %v %v", again, err)
+	}
+	after, _ := os.Stat(l.tmp)
+	if log.files != 0 || !after.ModTime().Equal(before.ModTime()) {
+		t.Errorf("stored content written again: %d file fsyncs, tmp dir modified %v", log.files, !after.ModTime().Equal(before.ModTime()))
+	}
+}
+
+func TestLocalPath(t *testing.T) {
+	l, _ := newLocal(t)
+	ref, _ := l.Put(t.Context(), strings.NewReader("abc"))
+	p, err := l.Path(ref)
+	if err != nil || p != filepath.Join(l.Dir(), ref.SHA256[:2], ref.SHA256) {
+		t.Fatalf("Path: %q %v", p, err)
+	}
+	if _, err := l.Path(BlobRef{SHA256: sum("absent"), Size: 6}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("absent blob: %v", err)
+	}
+	if _, err := l.Path(BlobRef{SHA256: ref.SHA256, Size: 4}); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("wrong size: %v", err)
+	}
+}

@@ -835,18 +835,20 @@ func (p *Postgres) Transition(ctx context.Context, id ID, from, to State, opts .
 			if stage == StateRetrying {
 				stage = c.retryOf
 			}
-			if !CanTransition(stage, to) {
-				return fmt.Errorf("%w: %s → %s", ErrInvalidTransition, stage, to)
+			path, err := o.path(stage, to)
+			if err != nil {
+				return err
 			}
 			if err := checkLease(c, o.Owner, now); err != nil {
 				return err
 			}
+			final := path[len(path)-1]
 			// A forward move starts the next stage afresh; a stop keeps the
 			// count and records why.
 			next := cmpOrTime(norm(o.NextAt), now)
-			args := []any{to, next, now, id}
+			args := []any{final, next, now, id}
 			set := "attempts = 0, last_error = '', "
-			if !to.InPipeline() {
+			if !final.InPipeline() {
 				set = ""
 				if o.Reason != "" {
 					set = "last_error = $5, "
@@ -857,7 +859,12 @@ func (p *Postgres) Transition(ctx context.Context, id ID, from, to State, opts .
 			if err != nil {
 				return err
 			}
-			return pgInsertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventTransition, From: c.state, To: to, Message: o.Reason, Detail: o.Detail})
+			for _, ev := range o.hopEvents(id, now, c.state, path) {
+				if err := pgInsertEvent(ctx, tx, ev); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 	}
 	if err != nil {

@@ -896,12 +896,24 @@ func (s *SQLite) Claim(ctx context.Context, kind Kind, states []State, owner str
 	args = append(args, args...)
 	limit = min(limit, maxClaim)
 
+	in := placeholders(len(states))
+	q := "SELECT id, lease_owner, lease_until FROM " + tbl + " WHERE (state IN (" + in + ") OR (state = 'retrying' AND retry_of IN (" + in + ")))" +
+		" AND next_attempt_at <= ? AND lease_until <= ? ORDER BY next_attempt_at, id LIMIT ?"
+	// Most claims of idle workers find nothing: look on a reader first, so
+	// they cost the single writer nothing. A reader sees every committed
+	// write, so nothing due is missed; the writer looks again.
+	now := micros(s.now())
+	var probe ID
+	switch err := s.r.QueryRowContext(ctx, q, append(args, now, now, 1)...).Scan(&probe, new(string), new(int64)); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("spool: claim: %w", err)
+	}
+
 	var items []Item
 	err = s.write(ctx, func(tx *wtx, now time.Time) error {
 		items = items[:0]
-		in := placeholders(len(states))
-		q := "SELECT id, lease_owner, lease_until FROM " + tbl + " WHERE (state IN (" + in + ") OR (state = 'retrying' AND retry_of IN (" + in + ")))" +
-			" AND next_attempt_at <= ? AND lease_until <= ? ORDER BY next_attempt_at, id LIMIT ?"
 		rows, err := tx.QueryContext(ctx, q, append(args, micros(now), micros(now), limit)...)
 		if err != nil {
 			return err
@@ -1065,27 +1077,34 @@ func (s *SQLite) Transition(ctx context.Context, id ID, from, to State, opts ...
 			if stage == StateRetrying {
 				stage = c.retryOf
 			}
-			if !CanTransition(stage, to) {
-				return fmt.Errorf("%w: %s → %s", ErrInvalidTransition, stage, to)
+			path, err := o.path(stage, to)
+			if err != nil {
+				return err
 			}
 			if err := checkLease(c, o.Owner, now); err != nil {
 				return err
 			}
+			final := path[len(path)-1]
 			// A forward move starts the next stage afresh; a stop keeps the
 			// count and records why.
 			set := "attempts = 0, last_error = ''"
 			args := []any{}
-			if !to.InPipeline() {
+			if !final.InPipeline() {
 				set = "last_error = CASE WHEN ? = '' THEN last_error ELSE ? END"
 				args = append(args, o.Reason, o.Reason)
 			}
 			next := cmpOrTime(norm(o.NextAt), now)
-			args = append(args, to, micros(next), micros(now), id)
+			args = append(args, final, micros(next), micros(now), id)
 			_, err = tx.ExecContext(ctx, "UPDATE "+tbl+" SET "+set+", state = ?, retry_of = '', next_attempt_at = ?, lease_owner = '', lease_until = 0, updated_at = ? WHERE id = ?", args...)
 			if err != nil {
 				return err
 			}
-			return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventTransition, From: c.state, To: to, Message: o.Reason, Detail: o.Detail})
+			for _, ev := range o.hopEvents(id, now, c.state, path) {
+				if err := insertEvent(ctx, tx, ev); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 	}
 	if err != nil {

@@ -380,6 +380,7 @@ type Options struct {
 	Reason    string
 	Detail    json.RawMessage
 	NextAt    time.Time
+	Then      []State
 	detailErr error
 }
 
@@ -393,6 +394,40 @@ func ApplyOptions(opts []Option) (Options, error) {
 		return o, fmt.Errorf("%w: detail: %v", ErrInvalid, o.detailErr)
 	}
 	return o, nil
+}
+
+// Then makes a Transition move on through more states in the same write,
+// each hop checked and recorded as its own event (the reason and detail go
+// with the last one): "acked, then archived, then done" costs one commit,
+// and no worker can die between the hops.
+func Then(states ...State) Option { return func(o *Options) { o.Then = append(o.Then, states...) } }
+
+// path returns the states a Transition from stage to to passes through
+// (to, then o.Then), checking each hop.
+func (o Options) path(stage, to State) ([]State, error) {
+	path := append([]State{to}, o.Then...)
+	prev := stage
+	for _, st := range path {
+		if err := checkState(st); err != nil {
+			return nil, err
+		}
+		if !CanTransition(prev, st) {
+			return nil, fmt.Errorf("%w: %s → %s", ErrInvalidTransition, prev, st)
+		}
+		prev = st
+	}
+	return path, nil
+}
+
+// hopEvents are the events of a Transition of id from from along path.
+func (o Options) hopEvents(id ID, now time.Time, from State, path []State) []Event {
+	evs := make([]Event, len(path))
+	for i, st := range path {
+		evs[i] = Event{Subject: id, At: now, Actor: o.Actor, Kind: EventTransition, From: from, To: st}
+		from = st
+	}
+	evs[len(evs)-1].Message, evs[len(evs)-1].Detail = o.Reason, o.Detail
+	return evs
 }
 
 // WithActor names who acts, for the event log (a worker, a user).

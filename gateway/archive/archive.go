@@ -38,16 +38,32 @@ type Archive interface {
 type Object struct {
 	// Key is a slash-separated relative key, usually built with [Key].
 	Key string
-	// Body is read once, to EOF.
+	// Body is read once, to EOF. It is required even with LinkFrom (Dir
+	// falls back to copying it when the link cannot be made), but is then
+	// not read when the link succeeds.
 	Body io.Reader
 	// Size is the body length in bytes, or -1 when unknown. When >= 0 the
 	// body must have exactly this length.
 	Size int64
 	// SHA256 is the lowercase or uppercase hex SHA-256 of the body, or ""
 	// to have the archive compute it. It is stored as object metadata
-	// "sha256" (S3) or in a sidecar file (Dir). When given, the body is
-	// verified against it.
+	// "sha256" (S3) or as a line of the SHA256SUMS manifest in the object's
+	// directory (Dir). When given, the body is verified against it, except
+	// when Dir hard-links LinkFrom: then it is trusted as is.
 	SHA256 string
+	// LinkFrom is optional: the path of a local file that holds exactly the
+	// body, is already durable (fsynced) and is never modified afterwards,
+	// such as a spool blob (read-only 0444 and content-addressed). [Dir]
+	// hard-links it under the key's name instead of copying Body: no new
+	// inode, no data copy and no file fsync, only the directory is fsynced.
+	// The archived file then shares the source's inode, hence its mode and
+	// owner. SHA256 is required with LinkFrom and is trusted as the
+	// content's hash without reading the file (for a spool blob it is the
+	// blob's content address); Dir only checks the file's size against Size
+	// when Size >= 0. When the link cannot be made (another file system,
+	// no hard links, link limit, ...) Dir copies Body instead. Other
+	// archives (S3) ignore LinkFrom.
+	LinkFrom string
 	// ContentType is the MIME type (S3 Content-Type); optional.
 	ContentType string
 	// Metadata is extra user metadata (S3 x-amz-meta-*); keys should be
@@ -58,9 +74,16 @@ type Object struct {
 // MetaSHA256 is the object metadata key holding the hex SHA-256 of the body.
 const MetaSHA256 = "sha256"
 
-// SidecarSuffix is appended to an object's file name by [Dir] to hold its
-// checksum. [Key] never produces a name ending in it.
+// SidecarSuffix is appended to an object's file name to name its checksum
+// sidecar, as written by earlier versions of [Dir]; Dir still reads such
+// sidecars but now keeps checksums in [ManifestName]. [Key] never produces
+// a name ending in it, so a legacy sidecar cannot clash with an object.
 const SidecarSuffix = ".sha256"
+
+// ManifestName is the file in each directory of a [Dir] archive that lists
+// the hex SHA-256 of the objects beside it, in sha256sum(1) format. [Key]
+// never produces it as an object name.
+const ManifestName = "SHA256SUMS"
 
 var (
 	// ErrConflict: the key already holds different content (archives are
@@ -87,9 +110,11 @@ const maxSegment = 200
 // slash-separated segments; empty segments are dropped. Every segment is
 // sanitised: bytes outside [A-Za-z0-9._-] become "_", a leading "." becomes
 // "_" (so "..", hidden files and temp names cannot occur), an empty segment
-// becomes "_", a name ending in ".sha256" ends in "_sha256" instead, and a
-// segment longer than 200 bytes is cut and suffixed with a short hash of the
-// original (keeping the extension) so distinct long names stay distinct.
+// becomes "_", a name ending in ".sha256" ends in "_sha256" instead, a name
+// equal to "SHA256SUMS" becomes "SHA256SUMS_" (both are reserved for
+// checksum files of [Dir]), and a segment longer than 200 bytes is cut and
+// suffixed with a short hash of the original (keeping the extension) so
+// distinct long names stay distinct.
 func Key(prefix, partner string, at time.Time, messageID, name string) string {
 	var segs []string
 	for _, p := range strings.Split(prefix, "/") {
@@ -113,6 +138,9 @@ func sanitizeName(name string) string {
 	s := sanitize(name)
 	if strings.HasSuffix(s, SidecarSuffix) {
 		s = strings.TrimSuffix(s, SidecarSuffix) + "_" + SidecarSuffix[1:]
+	}
+	if s == ManifestName {
+		s += "_"
 	}
 	return s
 }

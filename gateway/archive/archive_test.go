@@ -52,6 +52,8 @@ func TestKey(t *testing.T) {
 		{"", "..", ".", ".hidden", "_./2026/02/28/_/_hidden"},
 		{"../x", "", "", "", "_./x/_/2026/02/28/_/_"},
 		{"", "p", "m", "sums.sha256", "p/2026/02/28/m/sums_sha256"},
+		{"", "p", "m", "SHA256SUMS", "p/2026/02/28/m/SHA256SUMS_"},
+		{"", "p", "m", "sha256sums", "p/2026/02/28/m/sha256sums"},
 		{"", "p", "m", "Grüße.csv", "p/2026/02/28/m/Gr____e.csv"},
 	}
 	for _, tc := range tests {
@@ -100,17 +102,14 @@ func TestDir(t *testing.T) {
 	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, body) {
 		t.Fatalf("stored %q, %v", got, err)
 	}
-	side, err := os.ReadFile(p + ".sha256")
-	if err != nil || string(side) != sum(body)+"  in.edi\n" {
-		t.Fatalf("sidecar %q, %v", side, err)
+	manifest := filepath.Join(filepath.Dir(p), ManifestName)
+	if m, err := os.ReadFile(manifest); err != nil || string(m) != sum(body)+"  in.edi\n" {
+		t.Fatalf("manifest %q, %v", m, err)
 	}
-	if _, err := exec.LookPath("sha256sum"); err == nil {
-		cmd := exec.Command("sha256sum", "-c", "in.edi.sha256")
-		cmd.Dir = filepath.Dir(p)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("sha256sum -c: %v: %s", err, out)
-		}
+	if _, err := os.Stat(p + SidecarSuffix); err == nil {
+		t.Fatal("a sidecar was written")
 	}
+	sha256sumCheck(t, filepath.Dir(p))
 	size, sha, err := a.Stat(ctx, key)
 	if err != nil || size != int64(len(body)) || sha != sum(body) {
 		t.Fatalf("Stat = %d %s %v", size, sha, err)
@@ -143,20 +142,29 @@ func TestDir(t *testing.T) {
 	if err := a.Put(ctx, Object{Key: "x/../y", Body: bytes.NewReader(body), Size: -1}); !errors.Is(err, ErrInvalidKey) {
 		t.Fatalf("bad key: %v", err)
 	}
-	if err := a.Put(ctx, Object{Key: "x/y.sha256", Body: bytes.NewReader(body), Size: -1}); !errors.Is(err, ErrInvalidKey) {
-		t.Fatalf("sidecar-like key: %v", err)
+	for _, k := range []string{"x/y.sha256", "x/SHA256SUMS", "x/a\nb", "x/a\r"} {
+		if err := a.Put(ctx, Object{Key: k, Body: bytes.NewReader(body), Size: -1}); !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("reserved key %q: %v", k, err)
+		}
+		if _, _, err := a.Stat(ctx, k); !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("Stat reserved key %q: %v", k, err)
+		}
+	}
+	if m, _ := os.ReadFile(manifest); string(m) != sum(body)+"  in.edi\n" {
+		t.Fatalf("manifest after retry and failed puts: %q", m)
 	}
 
-	// Crash between object and sidecar: Stat recomputes, a re-put restores it.
-	os.Remove(p + ".sha256")
+	// Crash between object and manifest line: Stat recomputes, a re-put
+	// appends the line.
+	os.Remove(manifest)
 	if _, sha, err := a.Stat(ctx, key); err != nil || sha != sum(body) {
-		t.Fatalf("Stat without sidecar: %s %v", sha, err)
+		t.Fatalf("Stat without manifest: %s %v", sha, err)
 	}
 	if err := a.Put(ctx, Object{Key: key, Body: bytes.NewReader(body), Size: -1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(p + ".sha256"); err != nil {
-		t.Fatalf("sidecar not restored: %v", err)
+	if m, err := os.ReadFile(manifest); err != nil || string(m) != sum(body)+"  in.edi\n" {
+		t.Fatalf("manifest not restored: %q, %v", m, err)
 	}
 
 	// Concurrent puts of one key with the same content all succeed.

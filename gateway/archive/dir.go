@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,22 +20,39 @@ import (
 // Dir is an archive in a local directory: key "a/b/c" is the file
 // <dir>/a/b/c. It is the embedded default of `edigw serve`.
 //
-// Durability: the body goes to a temp file in the target directory
-// (".tmp-*", a name [Key] never produces), is fsynced, then hard-linked to
-// its final name (link fails if the name exists, so two concurrent writers
-// cannot overwrite each other), and the directory is fsynced. Directories
-// created on the way are fsynced into their parents.
+// Durability: an object with [Object.LinkFrom] is hard-linked from that
+// file, which is already durable, so nothing is copied or created. Any
+// other body goes to a temp file in the target directory (".tmp-*", a name
+// [Key] never produces), is fsynced, then hard-linked to its final name.
+// Either way the link fails if the name exists, so two concurrent writers
+// cannot overwrite each other (where hard links are unsupported, the temp
+// file is renamed instead, after checking the name is free). Then the object's checksum line is appended
+// to the directory's manifest and the directory is fsynced once, covering
+// both new entries. Directories created on the way are fsynced into their
+// parents.
 //
-// Checksum: the hex SHA-256 lives in a sidecar file "<name>.sha256" beside
-// the object, in sha256sum(1) format ("<hex>  <name>\n"), so
-// `cd dir && sha256sum -c name.sha256` verifies it. A sidecar was chosen
-// over an xattr because it survives cp/rsync/tar without flags and works
-// on every file system. The sidecar is written after the object; if it is
-// missing (crash in between) Stat recomputes the hash and a re-put
-// rewrites it. ContentType and Metadata are not kept by Dir.
+// Checksum: every directory of objects holds a manifest "SHA256SUMS"
+// ([ManifestName]) with one line per object in sha256sum(1) format ("<hex>  <name>\n"), so
+// `cd <dir> && sha256sum -c SHA256SUMS` verifies every object of a message.
+// A file was chosen over an xattr because it survives cp/rsync/tar without
+// flags and works on every file system; one manifest per directory rather
+// than one sidecar per object because each file create is expensive (tens
+// to hundreds of µs of kernel time on ext4), and a message folder holding
+// objects linked from the spool then costs a single create. Lines are only
+// ever appended, each with one write, so concurrent puts into a directory,
+// even from several processes, do not interleave; when a name is listed
+// twice the last line wins. The line is written after the object; if it is
+// missing (crash in between) Stat recomputes the hash and a re-put appends
+// it. Folders written by earlier versions hold a sidecar "<name>.sha256"
+// per object instead; Stat still reads those. ContentType and Metadata are
+// not kept by Dir.
 type Dir struct {
 	root string
 }
+
+// link is os.Link; tests replace it to simulate a file system without hard
+// links.
+var link = os.Link
 
 // NewDir returns a directory archive rooted at dir, creating it if needed.
 func NewDir(dir string) (*Dir, error) {
@@ -54,13 +72,23 @@ func NewDir(dir string) (*Dir, error) {
 // Root returns the archive's absolute directory.
 func (d *Dir) Root() string { return d.root }
 
-// Path returns the file path of key (after validating it).
+// Path returns the file path of key (after validating it). Besides the
+// rules of [ValidKey], the key's last segment must not be the manifest's
+// name, end in the legacy sidecar suffix (folders of earlier versions may
+// hold sidecars), or contain a line break (it could not be listed in the
+// manifest, whose format is one line per object).
 func (d *Dir) Path(key string) (string, error) {
 	if err := ValidKey(key); err != nil {
 		return "", err
 	}
-	if strings.HasSuffix(key, SidecarSuffix) {
+	name := key[strings.LastIndexByte(key, '/')+1:]
+	switch {
+	case strings.HasSuffix(name, SidecarSuffix):
 		return "", fmt.Errorf("%w: %q: the %s suffix is reserved for checksum sidecars", ErrInvalidKey, key, SidecarSuffix)
+	case name == ManifestName:
+		return "", fmt.Errorf("%w: %q: the name %s is reserved for the checksum manifest", ErrInvalidKey, key, ManifestName)
+	case strings.ContainsAny(name, "\n\r"):
+		return "", fmt.Errorf("%w: %q: a line break in the name cannot be listed in %s", ErrInvalidKey, key, ManifestName)
 	}
 	return filepath.Join(d.root, filepath.FromSlash(key)), nil
 }
@@ -73,7 +101,7 @@ func (d *Dir) Put(ctx context.Context, o Object) error {
 	return nil
 }
 
-func (d *Dir) put(ctx context.Context, o Object) (err error) {
+func (d *Dir) put(ctx context.Context, o Object) error {
 	final, err := d.Path(o.Key)
 	if err != nil {
 		return err
@@ -85,6 +113,10 @@ func (d *Dir) put(ctx context.Context, o Object) (err error) {
 	if o.Body == nil {
 		return errors.New("nil body")
 	}
+	if o.LinkFrom != "" && want == "" {
+		// The linked file is not read, so only the caller can vouch for its hash.
+		return fmt.Errorf("link from %s: no sha256 given", o.LinkFrom)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -93,9 +125,72 @@ func (d *Dir) put(ctx context.Context, o Object) (err error) {
 		return err
 	}
 
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
+	sha, linked := want, false
+	if o.LinkFrom != "" {
+		if linked, err = linkIn(o, final, want); err != nil {
+			return err
+		}
+	}
+	if !linked {
+		if sha, err = copyIn(ctx, o, final, want); err != nil {
+			return err
+		}
+	}
+	if err := appendManifest(dir, filepath.Base(final), sha); err != nil {
 		return err
+	}
+	// One fsync makes both the object's entry and the manifest's durable.
+	return durable.SyncDir(dir)
+}
+
+// linkIn hard-links o.LinkFrom to final, trusting want as its hash. It
+// reports false without an error when the link cannot be made for a reason
+// other than an existing name (another file system, no hard links, too
+// many links), so the caller copies the body instead. The source is already
+// durable: only its inode's new link count and the directory (fsynced by
+// the caller) have anything to persist.
+func linkIn(o Object, final, want string) (bool, error) {
+	src, err := os.Stat(o.LinkFrom)
+	if err != nil {
+		return false, fmt.Errorf("link source: %w", err)
+	}
+	if !src.Mode().IsRegular() {
+		return false, fmt.Errorf("link source %s: not a regular file", o.LinkFrom)
+	}
+	if o.Size >= 0 && src.Size() != o.Size {
+		return false, fmt.Errorf("%w: key %s: link source %s has %d bytes, declared size %d", ErrChecksum, o.Key, o.LinkFrom, src.Size(), o.Size)
+	}
+	switch err := link(o.LinkFrom, final); {
+	case err == nil:
+		if err := durable.SyncLinked(o.LinkFrom); err != nil {
+			return false, fmt.Errorf("fsync link source: %w", err)
+		}
+		return true, nil
+	case errors.Is(err, fs.ErrExist):
+		// A retry (usually the very same inode), or another object.
+		if have, serr := os.Stat(final); serr == nil && os.SameFile(src, have) {
+			return true, nil
+		}
+		have, herr := hashFile(final)
+		if herr != nil {
+			return false, herr
+		}
+		if have != want {
+			return false, fmt.Errorf("%w: stored sha256 %s, new %s", ErrConflict, have, want)
+		}
+		return true, nil
+	default:
+		return false, nil
+	}
+}
+
+// copyIn writes o.Body to a temp file beside final, verifies and fsyncs it,
+// then links it to final (or finds the same content there, a retry). It
+// returns the body's hex SHA-256.
+func copyIn(ctx context.Context, o Object, final, want string) (string, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(final), ".tmp-*")
+	if err != nil {
+		return "", err
 	}
 	tmpName := tmp.Name()
 	defer func() {
@@ -107,52 +202,50 @@ func (d *Dir) put(ctx context.Context, o Object) (err error) {
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(tmp, h), durable.Reader(ctx, o.Body))
 	if err != nil {
-		return fmt.Errorf("write: %w", err)
+		return "", fmt.Errorf("write: %w", err)
 	}
 	got := hex.EncodeToString(h.Sum(nil))
 	if err := verify(o, want, got, n); err != nil {
-		return err
+		return "", err
 	}
 	if err := tmp.Chmod(0o640); err != nil {
-		return err
+		return "", err
 	}
 	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("fsync: %w", err)
+		return "", fmt.Errorf("fsync: %w", err)
 	}
 	err = tmp.Close()
 	tmp = nil
 	if err != nil {
-		return err
+		return "", err
 	}
 
-	switch err := os.Link(tmpName, final); {
+	switch err := link(tmpName, final); {
 	case err == nil:
 	case errors.Is(err, fs.ErrExist):
 		have, herr := hashFile(final)
 		if herr != nil {
-			return herr
+			return "", herr
 		}
 		if have != got {
-			return fmt.Errorf("%w: stored sha256 %s, new %s", ErrConflict, have, got)
+			return "", fmt.Errorf("%w: stored sha256 %s, new %s", ErrConflict, have, got)
 		}
-		// Same content: a retry. Make sure the sidecar is there and right.
+		// Same content: a retry. The caller makes sure it is listed.
 	default:
 		// Hard links unsupported (some FUSE/SMB mounts): check, then rename.
 		if _, serr := os.Lstat(final); serr == nil {
-			return fmt.Errorf("link: %w", err)
+			return "", fmt.Errorf("link: %w", err)
 		}
 		if rerr := os.Rename(tmpName, final); rerr != nil {
-			return fmt.Errorf("rename: %w", rerr)
+			return "", fmt.Errorf("rename: %w", rerr)
 		}
 	}
-	if err := writeSidecar(final, got); err != nil {
-		return err
-	}
-	return durable.SyncDir(dir)
+	return got, nil
 }
 
-// Stat returns the size and hex SHA-256 of key (from the sidecar, or
-// computed when the sidecar is missing).
+// Stat returns the size and hex SHA-256 of key: from the directory's
+// manifest, else from a legacy sidecar, else computed (an object whose
+// line was lost to a crash).
 func (d *Dir) Stat(ctx context.Context, key string) (size int64, sha string, err error) {
 	p, err := d.Path(key)
 	if err != nil {
@@ -164,6 +257,12 @@ func (d *Dir) Stat(ctx context.Context, key string) (size int64, sha string, err
 			err = fmt.Errorf("%w: %w", ErrNotFound, err)
 		}
 		return 0, "", fmt.Errorf("archive dir %s: stat %s: %w", d.root, key, err)
+	}
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(p), ManifestName))
+	if err == nil {
+		if sha, ok := manifestLookup(data, filepath.Base(p)); ok {
+			return fi.Size(), sha, nil
+		}
 	}
 	sha, err = readSidecar(p)
 	if err != nil {
@@ -190,22 +289,34 @@ func (d *Dir) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	return f, nil
 }
 
-func writeSidecar(final, sha string) error {
-	side := final + SidecarSuffix
-	if have, err := readSidecar(final); err == nil && have == sha {
+// appendManifest lists name with its hex SHA-256 in dir's manifest unless
+// the manifest lists it with that hash already (a retried put). It fsyncs
+// the manifest, not dir.
+//
+// The line is appended with O_APPEND in one write call: on local Linux file
+// systems such a small append is atomic with respect to other appenders, so
+// concurrent puts into one directory, even from several processes, never
+// interleave their lines. Two concurrent puts of the same key may both
+// append the same line, which is harmless.
+func appendManifest(dir, name, sha string) error {
+	p := filepath.Join(dir, ManifestName)
+	data, err := os.ReadFile(p)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	if have, ok := manifestLookup(data, name); ok && have == sha {
 		return nil
 	}
-	dir := filepath.Dir(final)
-	f, err := os.CreateTemp(dir, ".tmp-*")
+	line := sha + "  " + name + "\n"
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		// A line torn by a crash: end it, so it does not swallow this one.
+		line = "\n" + line
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
-		return err
+		return fmt.Errorf("manifest: %w", err)
 	}
-	name := f.Name()
-	defer os.Remove(name)
-	_, err = fmt.Fprintf(f, "%s  %s\n", sha, filepath.Base(final))
-	if err == nil {
-		err = f.Chmod(0o640)
-	}
+	_, err = f.Write([]byte(line))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -213,14 +324,36 @@ func writeSidecar(final, sha string) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("sidecar: %w", err)
-	}
-	if err := os.Rename(name, side); err != nil {
-		return fmt.Errorf("sidecar: %w", err)
+		return fmt.Errorf("manifest: %w", err)
 	}
 	return nil
 }
 
+// manifestLookup returns the hash a manifest lists for name. The last line
+// for a name wins, since lines are only appended; malformed lines (torn by a
+// crash, or edited by hand) are ignored.
+func manifestLookup(data []byte, name string) (string, bool) {
+	var sha string
+	var ok bool
+	for line := range bytes.Lines(data) {
+		line = bytes.TrimSuffix(line, []byte("\n"))
+		// "<64 hex>  <name>", or "<64 hex> *<name>" (sha256sum --binary).
+		const n = sha256.Size * 2
+		if len(line) < n+3 || line[n] != ' ' || (line[n+1] != ' ' && line[n+1] != '*') {
+			continue
+		}
+		if string(line[n+2:]) != name {
+			continue
+		}
+		if s, err := normSHA256(string(line[:n])); err == nil {
+			sha, ok = s, true
+		}
+	}
+	return sha, ok
+}
+
+// readSidecar reads the checksum sidecar that earlier versions wrote beside
+// each object.
 func readSidecar(final string) (string, error) {
 	f, err := os.Open(final + SidecarSuffix)
 	if err != nil {

@@ -176,6 +176,39 @@ func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err e
 	return nil
 }
 
+// Link puts the file src into the partner's outbox as name by a hard link,
+// where Put would copy it: src must already be durable and never change
+// again (a spool blob), so only the directory needs an fsync and no file is
+// created. It returns an error wrapping fs.ErrExist if name is there already
+// and the link's own error if src cannot be linked (another file system, no
+// hard links): the caller then falls back to Put.
+func (d *Dir) Link(ctx context.Context, partner, name, src string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	final, err := d.path(partner, name)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("outbox: partner %s: %w", partner, err)
+	}
+	if err := os.Link(src, final); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("outbox: partner %s: %s: %w", partner, name, fs.ErrExist)
+		}
+		return fmt.Errorf("outbox: partner %s: %w", partner, err)
+	}
+	if err := durable.SyncLinked(src); err != nil {
+		return fmt.Errorf("outbox: partner %s: fsync %s: %w", partner, name, err)
+	}
+	if err := durable.SyncDir(dir); err != nil {
+		return fmt.Errorf("outbox: partner %s: fsync directory: %w", partner, err)
+	}
+	return nil
+}
+
 // List returns the files waiting in the partner's outbox, sorted by name.
 // An outbox that was never written to is empty.
 func (d *Dir) List(ctx context.Context, partner string) ([]File, error) {

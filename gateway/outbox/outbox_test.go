@@ -225,3 +225,42 @@ func assertNoTemp(t *testing.T, d *Dir, partner string) {
 		}
 	}
 }
+
+// Link makes a stored file visible in the outbox without copying it; an
+// existing name is never replaced, and picking the file up removes only the
+// outbox's name for it.
+func TestLink(t *testing.T) {
+	ctx := context.Background()
+	d := newDir(t)
+	src := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(src, []byte("ISA*ack~"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Link(ctx, "acme", "999_000000007.x12", src); err != nil {
+		t.Fatal(err)
+	}
+	files, err := d.List(ctx, "acme")
+	if err != nil || len(files) != 1 || files[0].Name != "999_000000007.x12" || files[0].Size != 8 {
+		t.Fatalf("List: %+v %v", files, err)
+	}
+	a, _ := os.Stat(src)
+	b, _ := os.Stat(filepath.Join(d.Root(), "acme", "999_000000007.x12"))
+	if !os.SameFile(a, b) {
+		t.Error("the outbox file is a copy")
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	os.WriteFile(other, []byte("ISA*other~"), 0o444)
+	if err := d.Link(ctx, "acme", "999_000000007.x12", other); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("linking over an existing name: %v", err)
+	}
+	if err := d.Link(ctx, "acme", "../escape.x12", src); err == nil {
+		t.Fatal("a name with a path separator was linked")
+	}
+	if err := d.Remove(ctx, "acme", "999_000000007.x12"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(src); err != nil || string(b) != "ISA*ack~" {
+		t.Fatalf("the source after pick-up: %q %v", b, err)
+	}
+	assertNoTemp(t, d, "acme")
+}

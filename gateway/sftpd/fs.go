@@ -2,11 +2,8 @@ package sftpd
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -379,19 +376,15 @@ func (u *upload) Close() error {
 		SessionID:  s.c.sessionID,
 	}
 	release := s.c.ic.hold() // committing can take longer than the idle timeout
-	hr := &hashingReader{r: u.f, h: sha256.New()}
-	err = s.c.srv.cfg.Inbox.Accept(s.ctx(), up, hr)
+	rcpt, err := s.c.srv.cfg.Inbox.Accept(s.ctx(), up, u.f)
 	release()
 	if err != nil {
 		log.Error("sftp upload not accepted", "bytes", up.Size, "err", err)
 		// The client sees this text; the cause stays in our log.
 		return fmt.Errorf("upload of %s failed: the gateway could not store it (session %s); please send it again", u.name, s.c.sessionID)
 	}
-	attrs := []any{"bytes", up.Size, "duration", time.Since(u.started).Round(time.Millisecond).String()}
-	if hr.n == up.Size {
-		attrs = append(attrs, "sha256", hex.EncodeToString(hr.h.Sum(nil)))
-	}
-	log.Info("sftp upload", attrs...)
+	log.Info("sftp upload", "bytes", up.Size, "duration", time.Since(u.started).Round(time.Millisecond).String(),
+		"message_id", rcpt.MessageID, "sha256", rcpt.SHA256)
 	s.mu.Lock()
 	if _, ok := s.done[u.name]; !ok {
 		s.done[u.name] = struct{}{}
@@ -403,21 +396,6 @@ func (u *upload) Close() error {
 	}
 	s.mu.Unlock()
 	return nil
-}
-
-// hashingReader hashes what Accept reads; the hash is logged when Accept
-// read the whole file.
-type hashingReader struct {
-	r io.Reader
-	h hash.Hash
-	n int64
-}
-
-func (h *hashingReader) Read(p []byte) (int, error) {
-	n, err := h.r.Read(p)
-	h.h.Write(p[:n])
-	h.n += int64(n)
-	return n, err
 }
 
 // ---- FileCmder ----

@@ -44,10 +44,18 @@ type Upload struct {
 // Inbox receives uploaded files.
 type Inbox interface {
 	// Accept is called when a client closes an uploaded file whose transfer
-	// completed. It must return only once the bytes read from r are durable
-	// (and recorded); an error fails the client's CLOSE, so the partner
-	// sees a failed upload and sends it again.
-	Accept(ctx context.Context, u Upload, r io.Reader) error
+	// completed. f is the upload's temporary file, positioned at its start:
+	// Accept may read it or link it elsewhere (the listener removes only its
+	// own name for it afterwards) but must not write to it. It returns only
+	// once the bytes are durable (and recorded); an error fails the client's
+	// CLOSE, so the partner sees a failed upload and sends it again.
+	Accept(ctx context.Context, u Upload, f *os.File) (Receipt, error)
+}
+
+// Receipt is what Inbox.Accept stored, for the upload's log line.
+type Receipt struct {
+	MessageID string
+	SHA256    string
 }
 
 // Outbox holds the files partners pick up; *outbox.Dir implements it.

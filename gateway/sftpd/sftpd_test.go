@@ -60,23 +60,25 @@ type recInbox struct {
 	block chan struct{}
 }
 
-func (r *recInbox) Accept(ctx context.Context, u Upload, rd io.Reader) error {
-	data, err := io.ReadAll(rd)
+func (r *recInbox) Accept(ctx context.Context, u Upload, f *os.File) (Receipt, error) {
+	data, err := io.ReadAll(f)
 	if err != nil {
-		return err
+		return Receipt{}, err
 	}
 	r.mu.Lock()
 	r.calls = append(r.calls, acceptCall{u, data})
 	block, rerr := r.block, r.err
+	n := len(r.calls)
 	r.mu.Unlock()
 	if block != nil {
 		select {
 		case <-block:
 		case <-ctx.Done():
-			return ctx.Err()
+			return Receipt{}, ctx.Err()
 		}
 	}
-	return rerr
+	sum := sha256.Sum256(data)
+	return Receipt{MessageID: fmt.Sprintf("file_test%d", n), SHA256: hex.EncodeToString(sum[:])}, rerr
 }
 
 func (r *recInbox) get() []acceptCall {
@@ -488,7 +490,7 @@ func TestOpenSSHUpload(t *testing.T) {
 	}
 	e.assertNoTemp()
 	sum := sha256.Sum256(csv)
-	e.assertLog(`"msg":"sftp upload"`, `"partner":"acme"`, `"file":"inv_20260101.csv"`, hex.EncodeToString(sum[:]))
+	e.assertLog(`"msg":"sftp upload"`, `"partner":"acme"`, `"file":"inv_20260101.csv"`, `"message_id":"file_test2"`, hex.EncodeToString(sum[:]))
 	e.assertLog(`"msg":"sftp login"`, `"partner":"acme"`, `"user":"acme"`, `"ip":"127.0.0.1"`, `"method":"publickey/ssh-ed25519"`)
 }
 

@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) spool.Store) {
 		{"TransitionTable/file", testTransitionTableFile},
 		{"TransitionTable/document", testTransitionTableDocument},
 		{"Pipeline", testPipeline},
+		{"TransitionThen", testTransitionThen},
 		{"Conflict", testConflict},
 		{"ConcurrentTransition", testConcurrentTransition},
 		{"NotFoundAndInvalid", testNotFound},
@@ -398,6 +399,35 @@ func testPipeline(t *testing.T, h harness) {
 	}
 	if w := work(t, s, f.ID); w.State != spool.StateDone {
 		t.Errorf("state %s", w.State)
+	}
+}
+
+// Then moves through several states in one write, each hop an event, and
+// refuses the whole move when one hop is not allowed.
+func testTransitionThen(t *testing.T, h harness) {
+	s := h.store(t)
+	ctx := context.Background()
+	f := driveFile(t, s, spool.StateAcked)
+	before := len(events(t, s, f.ID))
+	mustTransition(t, s, f.ID, spool.StateAcked, spool.StateArchived, spool.Then(spool.StateDone), spool.WithActor("worker-9"), spool.WithReason("all archived"))
+	if w := work(t, s, f.ID); w.State != spool.StateDone || w.LeaseOwner != "" {
+		t.Errorf("after acked → archived → done: %+v", w)
+	}
+	evs := events(t, s, f.ID)[before:]
+	if len(evs) != 2 || evs[0].From != spool.StateAcked || evs[0].To != spool.StateArchived ||
+		evs[1].From != spool.StateArchived || evs[1].To != spool.StateDone || evs[0].Actor != "worker-9" || evs[1].Actor != "worker-9" {
+		t.Fatalf("events %+v", evs)
+	}
+	if evs[0].Message != "" || evs[1].Message != "all archived" {
+		t.Errorf("the reason belongs to the last hop: %q, %q", evs[0].Message, evs[1].Message)
+	}
+
+	g := driveFile(t, s, spool.StateAcked)
+	n := len(events(t, s, g.ID))
+	err := s.Transition(ctx, g.ID, spool.StateAcked, spool.StateArchived, spool.Then(spool.StateReceived))
+	wantErr(t, err, spool.ErrInvalidTransition, "archived → received")
+	if w := work(t, s, g.ID); w.State != spool.StateAcked || len(events(t, s, g.ID)) != n {
+		t.Errorf("a refused multi-hop move changed something: %+v", w)
 	}
 }
 
