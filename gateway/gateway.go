@@ -50,6 +50,9 @@ type Gateway struct {
 	wake     chan struct{} // a new file arrived: workers look at once
 	started  time.Time
 	inFlight atomic.Int64 // stages running now (the cluster view)
+	// archiveFailed is when an archive put last failed (unix ns): stages
+	// then leave archiving to the archive stages for a while.
+	archiveFailed atomic.Int64
 }
 
 // New opens the spool and builds every component; nothing listens yet.

@@ -56,7 +56,28 @@ func (g *Gateway) fileStage(ctx context.Context, f *spool.File) error {
 	if err != nil {
 		return err
 	}
-	return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateAcked, g.owner())
+	// The raw file and its acks are archived in this stage too, saving a
+	// claim and a commit; when the archive is failing they are left to the
+	// archive stage, which retries with backoff.
+	if err := g.archiveNow(ctx, func() error { return g.archiveFile(ctx, f) }); err != nil {
+		log.Warn("archive failed; the archive stage retries it", "err", err)
+		return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateAcked, g.owner())
+	}
+	return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateAcked, g.owner(), spool.Then(spool.StateArchived, spool.StateDone))
+}
+
+// archiveNow runs archive unless the archive failed in the last minute (an
+// S3 outage must not slow down parsing and acknowledging: the archive
+// stages catch up), and remembers a failure.
+func (g *Gateway) archiveNow(ctx context.Context, archive func() error) error {
+	if last := g.archiveFailed.Load(); last != 0 && time.Since(time.Unix(0, last)) < time.Minute {
+		return errors.New("the archive failed less than a minute ago")
+	}
+	err := archive()
+	if err != nil {
+		g.archiveFailed.Store(time.Now().UnixNano())
+	}
+	return err
 }
 
 // head reads the first bytes of a blob.
@@ -461,8 +482,8 @@ func (c *chain) who() spool.Option {
 }
 
 // step makes an intermediate transition: the item stays ours for a lease.
-func (c *chain) step(ctx context.Context, from, to spool.State) error {
-	err := c.g.store.Transition(ctx, c.id, from, to, c.who(), spool.WithNextAttempt(time.Now().Add(c.g.cfg.Workers.Lease)))
+func (c *chain) step(ctx context.Context, from, to spool.State, opts ...spool.Option) error {
+	err := c.g.store.Transition(ctx, c.id, from, to, append(opts, c.who(), spool.WithNextAttempt(time.Now().Add(c.g.cfg.Workers.Lease)))...)
 	c.leased = false
 	return err
 }
@@ -476,8 +497,18 @@ func (c *chain) retry(ctx context.Context, err error, at time.Time) error {
 	return c.g.store.Retry(ctx, c.id, err, at, c.who())
 }
 
-// fileArchiveStage archives the raw file and its acks.
+// fileArchiveStage archives the raw file and its acks (when the file stage
+// could not).
 func (g *Gateway) fileArchiveStage(ctx context.Context, f *spool.File) error {
+	if err := g.archiveFile(ctx, f); err != nil {
+		return err
+	}
+	c := g.chain(f.ID)
+	return c.end(ctx, spool.StateAcked, spool.StateArchived, spool.Then(spool.StateDone))
+}
+
+// archiveFile archives the raw file and its acks.
+func (g *Gateway) archiveFile(ctx context.Context, f *spool.File) error {
 	at := f.ReceivedAt
 	if err := g.archiveBlob(ctx, archive.Key("", f.Partner, at, string(f.ID), "raw-"+f.Name), f.Blob, ""); err != nil {
 		return err
@@ -495,8 +526,7 @@ func (g *Gateway) fileArchiveStage(ctx context.Context, f *spool.File) error {
 			return err
 		}
 	}
-	c := g.chain(f.ID)
-	return c.end(ctx, spool.StateAcked, spool.StateArchived, spool.Then(spool.StateDone))
+	return nil
 }
 
 func (g *Gateway) archiveBlob(ctx context.Context, key string, ref spool.BlobRef, contentType string) error {
@@ -570,8 +600,9 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 		if len(res.Body) > 0 {
 			respRef, _ = spool.PutBytes(ctx, g.blobs, res.Body)
 		}
-		if res.Attempted {
-			if err := g.store.SetDocumentResult(ctx, d.ID, spool.Response{Status: res.Status, Body: respRef, At: time.Now()}); err != nil {
+		resp := spool.Response{Status: res.Status, Body: respRef, At: time.Now()}
+		if res.Attempted && res.Outcome != erp.Delivered { // a delivery records it with its transition
+			if err := g.store.SetDocumentResult(ctx, d.ID, resp); err != nil {
 				return err
 			}
 		}
@@ -582,10 +613,19 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 			g.hooks.Emit(webhooks.DocumentDelivered, string(d.ID), map[string]any{"partner": d.Partner, "type": d.Type,
 				"businessKey": d.BusinessKey, "idempotencyKey": d.IdempotencyKey, "erpStatus": res.Status, "fileId": d.FileID})
 			log.Info("delivered to the ERP", "endpoint", endpoint, "status", res.Status, "replayed", res.Replayed)
-			if err := c.step(ctx, stage, spool.StateDelivered); err != nil {
+			// Archived now, delivered, archived and done are one write.
+			// Otherwise the delivery is recorded and archiving retried
+			// (the ERP's Idempotency-Key covers a crash in between).
+			err := g.archiveNow(ctx, func() error { return g.archiveDocument(ctx, d) })
+			if err == nil {
+				return c.end(ctx, stage, spool.StateDelivered, spool.WithResponse(resp), spool.Then(spool.StateArchived, spool.StateDone))
+			}
+			if err := c.step(ctx, stage, spool.StateDelivered, spool.WithResponse(resp)); err != nil {
 				return err
 			}
-			stage = spool.StateDelivered
+			wait, _ := g.backoff.Next(d.Work.Attempts+1, 0)
+			log.Warn("archive failed, will retry", "err", err, "in", wait)
+			return c.retry(ctx, fmt.Errorf("archive: %w", err), time.Now().Add(wait))
 		case erp.Retry:
 			wait, ok := g.backoff.Next(d.Work.Attempts+1, res.RetryAfter)
 			if !ok {
@@ -606,7 +646,7 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 	}
 	switch stage {
 	case spool.StateDelivered:
-		if err := g.archiveBlob(ctx, archive.Key("", d.Partner, d.CreatedAt, string(d.FileID), fmt.Sprintf("doc-%d-%s.json", d.Seq, d.Type)), d.Mapped, "application/json"); err != nil {
+		if err := g.archiveDocument(ctx, d); err != nil {
 			wait, _ := g.backoff.Next(d.Work.Attempts+1, 0)
 			log.Warn("archive failed, will retry", "err", err, "in", wait)
 			return c.retry(ctx, fmt.Errorf("archive: %w", err), time.Now().Add(wait))
@@ -618,6 +658,12 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 		return c.end(ctx, spool.StateRejected, spool.StateDone)
 	}
 	return nil
+}
+
+// archiveDocument archives a document's mapped JSON.
+func (g *Gateway) archiveDocument(ctx context.Context, d *spool.Document) error {
+	key := archive.Key("", d.Partner, d.CreatedAt, string(d.FileID), fmt.Sprintf("doc-%d-%s.json", d.Seq, d.Type))
+	return g.archiveBlob(ctx, key, d.Mapped, "application/json")
 }
 
 func (g *Gateway) readBlob(ctx context.Context, ref spool.BlobRef) ([]byte, error) {

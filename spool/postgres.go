@@ -593,6 +593,23 @@ func (p *Postgres) SetDocumentMapped(ctx context.Context, id ID, mapped BlobRef,
 }
 
 // SetDocumentResult implements [Recorder].
+// pgSetResult records the ERP's answer r on document id, and its event (ev
+// gives the actor, message and detail; the detail defaults to the status
+// and the body's hash).
+func pgSetResult(ctx context.Context, tx pgx.Tx, id ID, r Response, now time.Time, ev Event) error {
+	at := cmpOrTime(norm(r.At), now)
+	tag, err := tx.Exec(ctx, `UPDATE documents SET resp_status = $1, resp_sha256 = $2, resp_size = $3, resp_at = $4,
+		updated_at = $5 WHERE id = $6`, r.Status, r.Body.SHA256, r.Body.Size, at, now, id)
+	if err := pgOneRow(tag, err, id); err != nil {
+		return err
+	}
+	if ev.Detail == nil {
+		ev.Detail, _ = json.Marshal(map[string]any{"status": r.Status, "body": r.Body.SHA256})
+	}
+	ev.Subject, ev.At, ev.Kind = id, now, EventResult
+	return pgInsertEvent(ctx, tx, ev)
+}
+
 func (p *Postgres) SetDocumentResult(ctx context.Context, id ID, r Response, opts ...Option) error {
 	o, err := ApplyOptions(opts)
 	if err == nil && id.Kind() != KindDocument {
@@ -603,17 +620,7 @@ func (p *Postgres) SetDocumentResult(ctx context.Context, id ID, r Response, opt
 	}
 	if err == nil {
 		err = p.tx(ctx, func(tx pgx.Tx, now time.Time) error {
-			at := cmpOrTime(norm(r.At), now)
-			tag, err := tx.Exec(ctx, `UPDATE documents SET resp_status = $1, resp_sha256 = $2, resp_size = $3, resp_at = $4,
-				updated_at = $5 WHERE id = $6`, r.Status, r.Body.SHA256, r.Body.Size, at, now, id)
-			if err := pgOneRow(tag, err, id); err != nil {
-				return err
-			}
-			detail := o.Detail
-			if detail == nil {
-				detail, _ = json.Marshal(map[string]any{"status": r.Status, "body": r.Body.SHA256})
-			}
-			return pgInsertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventResult, Message: o.Reason, Detail: detail})
+			return pgSetResult(ctx, tx, id, r, now, Event{Actor: o.Actor, Message: o.Reason, Detail: o.Detail})
 		})
 	}
 	if err != nil {
@@ -821,7 +828,7 @@ func (p *Postgres) Release(ctx context.Context, id ID, owner string, opts ...Opt
 func (p *Postgres) Transition(ctx context.Context, id ID, from, to State, opts ...Option) error {
 	tbl, err := workTable(id)
 	o, oerr := ApplyOptions(opts)
-	err = errors.Join(err, oerr, checkState(from), checkState(to))
+	err = errors.Join(err, oerr, o.check(id), checkState(from), checkState(to))
 	if err == nil {
 		err = p.tx(ctx, func(tx pgx.Tx, now time.Time) error {
 			c, err := p.current(ctx, tx, tbl, id, &now)
@@ -841,6 +848,11 @@ func (p *Postgres) Transition(ctx context.Context, id ID, from, to State, opts .
 			}
 			if err := checkLease(c, o.Owner, now); err != nil {
 				return err
+			}
+			if o.Response != nil {
+				if err := pgSetResult(ctx, tx, id, *o.Response, now, Event{Actor: o.Actor}); err != nil {
+					return err
+				}
 			}
 			final := path[len(path)-1]
 			// A forward move starts the next stage afresh; a stop keeps the

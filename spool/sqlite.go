@@ -807,23 +807,30 @@ func (s *SQLite) SetDocumentResult(ctx context.Context, id ID, r Response, opts 
 	}
 	if err == nil {
 		err = s.write(ctx, func(tx *wtx, now time.Time) error {
-			at := cmpOrTime(norm(r.At), now)
-			res, err := tx.ExecContext(ctx, `UPDATE documents SET resp_status = ?, resp_sha256 = ?, resp_size = ?, resp_at = ?,
-				updated_at = ? WHERE id = ?`, r.Status, r.Body.SHA256, r.Body.Size, micros(at), micros(now), id)
-			if err := oneRow(res, err, id); err != nil {
-				return err
-			}
-			detail := o.Detail
-			if detail == nil {
-				detail, _ = json.Marshal(map[string]any{"status": r.Status, "body": r.Body.SHA256})
-			}
-			return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventResult, Message: o.Reason, Detail: detail})
+			return setResult(ctx, tx, id, r, now, Event{Actor: o.Actor, Message: o.Reason, Detail: o.Detail})
 		})
 	}
 	if err != nil {
 		return fmt.Errorf("spool: set result of %s: %w", id, err)
 	}
 	return nil
+}
+
+// setResult records the ERP's answer r on document id, and its event (ev
+// gives the actor, message and detail; the detail defaults to the status
+// and the body's hash).
+func setResult(ctx context.Context, tx *wtx, id ID, r Response, now time.Time, ev Event) error {
+	at := cmpOrTime(norm(r.At), now)
+	res, err := tx.ExecContext(ctx, `UPDATE documents SET resp_status = ?, resp_sha256 = ?, resp_size = ?, resp_at = ?,
+		updated_at = ? WHERE id = ?`, r.Status, r.Body.SHA256, r.Body.Size, micros(at), micros(now), id)
+	if err := oneRow(res, err, id); err != nil {
+		return err
+	}
+	if ev.Detail == nil {
+		ev.Detail, _ = json.Marshal(map[string]any{"status": r.Status, "body": r.Body.SHA256})
+	}
+	ev.Subject, ev.At, ev.Kind = id, now, EventResult
+	return insertEvent(ctx, tx, ev)
 }
 
 // AddEvent implements [Recorder].
@@ -1063,7 +1070,7 @@ func (s *SQLite) Release(ctx context.Context, id ID, owner string, opts ...Optio
 func (s *SQLite) Transition(ctx context.Context, id ID, from, to State, opts ...Option) error {
 	tbl, err := workTable(id)
 	o, oerr := ApplyOptions(opts)
-	err = errors.Join(err, oerr, checkState(from), checkState(to))
+	err = errors.Join(err, oerr, o.check(id), checkState(from), checkState(to))
 	if err == nil {
 		err = s.write(ctx, func(tx *wtx, now time.Time) error {
 			c, err := s.current(ctx, tx, tbl, id)
@@ -1083,6 +1090,11 @@ func (s *SQLite) Transition(ctx context.Context, id ID, from, to State, opts ...
 			}
 			if err := checkLease(c, o.Owner, now); err != nil {
 				return err
+			}
+			if o.Response != nil {
+				if err := setResult(ctx, tx, id, *o.Response, now, Event{Actor: o.Actor}); err != nil {
+					return err
+				}
 			}
 			final := path[len(path)-1]
 			// A forward move starts the next stage afresh; a stop keeps the

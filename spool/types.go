@@ -381,6 +381,7 @@ type Options struct {
 	Detail    json.RawMessage
 	NextAt    time.Time
 	Then      []State
+	Response  *Response
 	detailErr error
 }
 
@@ -401,6 +402,24 @@ func ApplyOptions(opts []Option) (Options, error) {
 // with the last one): "acked, then archived, then done" costs one commit,
 // and no worker can die between the hops.
 func Then(states ...State) Option { return func(o *Options) { o.Then = append(o.Then, states...) } }
+
+// WithResponse makes a Transition of a document also record the ERP's
+// answer, as SetDocumentResult does, in the same write.
+func WithResponse(r Response) Option { return func(o *Options) { o.Response = &r } }
+
+// check validates what the options carry for a move of id.
+func (o Options) check(id ID) error {
+	if o.Response == nil {
+		return nil
+	}
+	if id.Kind() != KindDocument {
+		return fmt.Errorf("%w: %q is not a document id: no ERP response to record", ErrInvalid, id)
+	}
+	if !o.Response.Body.IsZero() {
+		return o.Response.Body.Check()
+	}
+	return nil
+}
 
 // path returns the states a Transition from stage to to passes through
 // (to, then o.Then), checking each hop.

@@ -1096,6 +1096,29 @@ func testResults(t *testing.T, h harness) {
 		t.Errorf("business key cleared: %q", gd.BusinessKey)
 	}
 	wantErr(t, s.SetDocumentMapped(ctx, d.ID, spool.BlobRef{}, ""), spool.ErrInvalid, "mapped without a blob")
+
+	// WithResponse records the answer with the transition, in one write; a
+	// refused transition records neither.
+	e := addDoc(t, s, f.ID, 1, spool.StateMapped)
+	ok := spool.Response{Status: 200, Body: ref(`{"ok":true}`), At: ackAt.Add(2 * time.Minute)}
+	err = s.Transition(ctx, e.ID, spool.StateDelivered, spool.StateArchived, spool.WithResponse(ok))
+	wantErr(t, err, spool.ErrConflict, "transition from the wrong state")
+	if ge, _ := s.GetDocument(ctx, e.ID); ge.Response.Status != 0 {
+		t.Errorf("a refused transition recorded the response: %+v", ge.Response)
+	}
+	mustTransition(t, s, e.ID, spool.StateMapped, spool.StateDelivered, spool.WithResponse(ok), spool.WithActor("deliverer"))
+	ge, err := s.GetDocument(ctx, e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(ok, ge.Response); diff != "" || ge.Work.State != spool.StateDelivered {
+		t.Errorf("state %s, response (-want +got):\n%s", ge.Work.State, diff)
+	}
+	evs = events(t, s, e.ID)
+	if r, tr := evs[len(evs)-2], evs[len(evs)-1]; r.Kind != spool.EventResult || r.Actor != "deliverer" || tr.To != spool.StateDelivered {
+		t.Errorf("events %+v, %+v; want the result, then the transition", r, tr)
+	}
+	wantErr(t, s.Transition(ctx, f.ID, spool.StateReceived, spool.StateParsed, spool.WithResponse(ok)), spool.ErrInvalid, "a response on a file")
 }
 
 func testEvents(t *testing.T, h harness) {
