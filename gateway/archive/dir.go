@@ -147,8 +147,10 @@ func (d *Dir) put(ctx context.Context, o Object) error {
 // reports false without an error when the link cannot be made for a reason
 // other than an existing name (another file system, no hard links, too
 // many links), so the caller copies the body instead. The source is already
-// durable: only its inode's new link count and the directory (fsynced by
-// the caller) have anything to persist.
+// durable: only the directory (fsynced by the caller) has anything to
+// persist. The source's new link count is in its inode, which a journaling
+// file system commits with that directory fsync; ext4 without a journal
+// needs e2fsck after a crash anyway, and e2fsck recounts links.
 func linkIn(o Object, final, want string) (bool, error) {
 	src, err := os.Stat(o.LinkFrom)
 	if err != nil {
@@ -162,9 +164,6 @@ func linkIn(o Object, final, want string) (bool, error) {
 	}
 	switch err := link(o.LinkFrom, final); {
 	case err == nil:
-		if err := durable.SyncLinked(o.LinkFrom); err != nil {
-			return false, fmt.Errorf("fsync link source: %w", err)
-		}
 		return true, nil
 	case errors.Is(err, fs.ErrExist):
 		// A retry (usually the very same inode), or another object.

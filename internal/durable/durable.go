@@ -11,17 +11,8 @@ import (
 
 // SyncDir fsyncs a directory, so that a rename or link into it survives a
 // power loss (the file's own fsync does not cover its directory entry).
-func SyncDir(dir string) error { return syncPath(dir) }
-
-// SyncLinked fsyncs a file that just gained a hard link. The link count
-// lives in the file's inode, which the directory's fsync does not write on
-// a file system without a journal (ext4 without one, as on our CI VMs):
-// after a crash the count would be one short, and removing either name
-// would free the data the other still names.
-func SyncLinked(path string) error { return syncPath(path) }
-
-func syncPath(path string) error {
-	f, err := os.Open(path)
+func SyncDir(dir string) error {
+	f, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
