@@ -28,6 +28,11 @@ import (
 //	file      received → (parse, record interchanges and documents, map,
 //	                       acknowledge) → acked → (archive raw + acks) → archived → done
 //	document  mapped → (POST to the ERP) → delivered → (archive JSON) → archived → done
+//
+// A stage archives what it made itself when the archive works, and then
+// records acked (delivered), archived and done in one write (spool.Then);
+// when the archive fails, the item stops at acked (delivered) and the
+// archive stage retries it.
 //	          parsed sets the X12 validator rejected → rejected → done
 //	          sets without a mapping, or whose mapping fails → held (with the reason)
 
