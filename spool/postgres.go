@@ -592,7 +592,6 @@ func (p *Postgres) SetDocumentMapped(ctx context.Context, id ID, mapped BlobRef,
 	return nil
 }
 
-// SetDocumentResult implements [Recorder].
 // pgSetResult records the ERP's answer r on document id, and its event (ev
 // gives the actor, message and detail; the detail defaults to the status
 // and the body's hash).
@@ -603,13 +602,10 @@ func pgSetResult(ctx context.Context, tx pgx.Tx, id ID, r Response, now time.Tim
 	if err := pgOneRow(tag, err, id); err != nil {
 		return err
 	}
-	if ev.Detail == nil {
-		ev.Detail, _ = json.Marshal(map[string]any{"status": r.Status, "body": r.Body.SHA256})
-	}
-	ev.Subject, ev.At, ev.Kind = id, now, EventResult
-	return pgInsertEvent(ctx, tx, ev)
+	return pgInsertEvent(ctx, tx, resultEvent(id, r, now, ev))
 }
 
+// SetDocumentResult implements [Recorder].
 func (p *Postgres) SetDocumentResult(ctx context.Context, id ID, r Response, opts ...Option) error {
 	o, err := ApplyOptions(opts)
 	if err == nil && id.Kind() != KindDocument {

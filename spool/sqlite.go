@@ -826,11 +826,7 @@ func setResult(ctx context.Context, tx *wtx, id ID, r Response, now time.Time, e
 	if err := oneRow(res, err, id); err != nil {
 		return err
 	}
-	if ev.Detail == nil {
-		ev.Detail, _ = json.Marshal(map[string]any{"status": r.Status, "body": r.Body.SHA256})
-	}
-	ev.Subject, ev.At, ev.Kind = id, now, EventResult
-	return insertEvent(ctx, tx, ev)
+	return insertEvent(ctx, tx, resultEvent(id, r, now, ev))
 }
 
 // AddEvent implements [Recorder].

@@ -449,6 +449,16 @@ func (o Options) hopEvents(id ID, now time.Time, from State, path []State) []Eve
 	return evs
 }
 
+// resultEvent completes ev as the event of recording r on document id; its
+// detail defaults to the status and the body's hash.
+func resultEvent(id ID, r Response, now time.Time, ev Event) Event {
+	if ev.Detail == nil {
+		ev.Detail, _ = json.Marshal(map[string]any{"status": r.Status, "body": r.Body.SHA256})
+	}
+	ev.Subject, ev.At, ev.Kind = id, now, EventResult
+	return ev
+}
+
 // WithActor names who acts, for the event log (a worker, a user).
 func WithActor(actor string) Option {
 	return func(o *Options) {

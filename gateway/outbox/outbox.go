@@ -115,21 +115,43 @@ func (d *Dir) path(partner, name string) (string, error) {
 	return filepath.Join(dir, name), nil
 }
 
+// target validates partner and name and returns the file's path and its
+// (existing) directory.
+func (d *Dir) target(ctx context.Context, partner, name string) (final, dir string, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", "", err
+	}
+	if final, err = d.path(partner, name); err != nil {
+		return "", "", err
+	}
+	dir = filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", "", fmt.Errorf("outbox: partner %s: %w", partner, err)
+	}
+	return final, dir, nil
+}
+
+// link makes final a name of src. A hard link fails if the name exists,
+// where a rename would silently replace it.
+func link(src, final, partner, name string) error {
+	err := os.Link(src, final)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("outbox: partner %s: %s: %w", partner, name, fs.ErrExist)
+	}
+	return fmt.Errorf("outbox: partner %s: %w", partner, err)
+}
+
 // Put stores the content of r as name in the partner's outbox. It returns
 // only once the file and its directory entry are durable. A name that
 // already exists is an error wrapping fs.ErrExist (names carry control
 // numbers, so a clash is a bug upstream, never something to overwrite).
 func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err error) {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	final, err := d.path(partner, name)
+	final, dir, err := d.target(ctx, partner, name)
 	if err != nil {
 		return err
-	}
-	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("outbox: partner %s: %w", partner, err)
 	}
 	if _, err := os.Lstat(final); err == nil {
 		return fmt.Errorf("outbox: partner %s: %s: %w", partner, name, fs.ErrExist)
@@ -159,13 +181,9 @@ func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err e
 	if err != nil {
 		return fmt.Errorf("outbox: partner %s: close %s: %w", partner, name, err)
 	}
-	// A hard link fails if the name exists, where a rename would silently
-	// replace it; the temporary name is removed by the deferred call.
-	if err := os.Link(tmp, final); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("outbox: partner %s: %s: %w", partner, name, fs.ErrExist)
-		}
-		return fmt.Errorf("outbox: partner %s: %w", partner, err)
+	// On failure the temporary name is removed by the deferred call.
+	if err := link(tmp, final, partner, name); err != nil {
+		return err
 	}
 	if err := os.Remove(tmp); err != nil {
 		return fmt.Errorf("outbox: partner %s: %w", partner, err)
@@ -183,22 +201,12 @@ func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err e
 // and the link's own error if src cannot be linked (another file system, no
 // hard links): the caller then falls back to Put.
 func (d *Dir) Link(ctx context.Context, partner, name, src string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	final, err := d.path(partner, name)
+	final, dir, err := d.target(ctx, partner, name)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("outbox: partner %s: %w", partner, err)
-	}
-	if err := os.Link(src, final); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("outbox: partner %s: %s: %w", partner, name, fs.ErrExist)
-		}
-		return fmt.Errorf("outbox: partner %s: %w", partner, err)
+	if err := link(src, final, partner, name); err != nil {
+		return err
 	}
 	// The directory's fsync makes the new name durable; src's new link
 	// count goes with it on a journaling file system (see archive.Dir).
