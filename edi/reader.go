@@ -230,6 +230,14 @@ type Reader struct {
 
 	tolerances []Tolerance
 	tolWS      bool // whitespace tolerance already reported in this interchange
+
+	// The masks of the 64-byte block buf[blk-1:blk+63] (blk 0: none), kept
+	// for the next segment, which usually starts in the same block. They
+	// hold for the delimiters and buffer contents they were made with, so
+	// fill and a new ISA drop them.
+	blk         int
+	bsep, bterm uint64
+	bodd        uint64 // with findPlain only
 }
 
 // DefaultMaxSegment is the default bound on one segment's size.
@@ -265,6 +273,7 @@ func (r *Reader) fill() bool {
 	if r.eof || r.err != nil {
 		return false
 	}
+	r.blk = 0
 	if r.beg > 0 && (r.end == len(r.buf) || r.beg > len(r.buf)/2) {
 		n := copy(r.buf, r.buf[r.beg:r.end])
 		r.off += int64(r.beg)
@@ -444,6 +453,7 @@ func (r *Reader) readISA() (*Segment, error) {
 		return nil, r.errorf(start, "malformed ISA: element separator %q is not a valid delimiter", es)
 	}
 	r.delim = d
+	r.blk = 0
 	r.haveISA = true
 	r.tolWS = false
 	r.pos = Position{}
@@ -456,6 +466,7 @@ func (r *Reader) readISA() (*Segment, error) {
 	if ver := seg.Element(12); len(ver) == 5 && string(ver) >= "00402" {
 		if rep := seg.Element(11); len(rep) == 1 && !isAlnum(rep[0]) && rep[0] != ' ' && rep[0] != es && rep[0] != comp && rep[0] != term {
 			r.delim.Repetition = rep[0]
+			r.blk = 0
 			seg.delim.Repetition = rep[0]
 		}
 	}
@@ -529,26 +540,45 @@ func (r *Reader) split(raw []byte, off int64) (*Segment, error) {
 	return r.finish(raw, n, off), nil
 }
 
-// scanSegment is readSegment's fast path: one pass, eight bytes at a time,
-// finds the segment terminator and the element separators before it (instead
-// of an IndexByte for the terminator and a second pass for the elements). It
-// returns the terminator's index in buf and the number of separators, with
-// r.seg.ends filled; or -1 when the terminator is not within the buffered
-// data that can be read a whole word at a time, or the segment is too long,
-// and the careful path takes over.
+// scanSegment is readSegment's fast path: it reads the separators and the
+// terminator of the segment at r.beg off the block masks (see masks.go),
+// 64 bytes at a time, and the last few bytes before the buffer's end eight
+// at a time. It returns the terminator's index in r.buf and the number of
+// element separators, whose offsets are in r.seg.ends, or -1 when the
+// terminator is not in the buffer (readSegment then takes the slow path).
 func (r *Reader) scanSegment() (end, nsep int) {
 	buf := r.buf[:r.end]
 	beg := r.beg
-	pe := uint64(r.delim.Element) * swarOnes
-	pt := uint64(r.delim.Segment) * swarOnes
 	ends := r.seg.ends[:cap(r.seg.ends)]
 	n := 0
 	limit := min(len(buf), beg+r.MaxSegment)
-	for i := beg; i+8 <= limit; i += 8 {
-		if n+8 >= len(ends) {
-			ends = make([]int32, 2*len(ends)+8)
-			copy(ends, r.seg.ends[:n])
-			r.seg.ends = ends[:0]
+	blk := beg &^ 63
+	for ; blk+64 <= limit; blk += 64 {
+		if n+65 >= len(ends) {
+			ends = r.growEnds(ends, n)
+		}
+		if r.blk != blk+1 {
+			r.bsep, r.bterm = sepMasks64(&buf[blk], r.delim.Element, r.delim.Segment)
+			r.blk = blk + 1
+		}
+		seps, terms := r.bsep, r.bterm
+		if blk < beg { // the block's bytes before the segment
+			keep := ^uint64(0) << uint(beg-blk)
+			seps, terms = seps&keep, terms&keep
+		}
+		if terms != 0 {
+			tz := bits.TrailingZeros64(terms)
+			n = putBits(ends, n, seps&(1<<tz-1), blk-beg)
+			ends[n] = int32(blk + tz - beg)
+			return blk + tz, n
+		}
+		n = putBits(ends, n, seps, blk-beg)
+	}
+	pe := uint64(r.delim.Element) * swarOnes
+	pt := uint64(r.delim.Segment) * swarOnes
+	for i := max(blk, beg); i+8 <= limit; i += 8 {
+		if n+9 >= len(ends) {
+			ends = r.growEnds(ends, n)
 		}
 		w := binary.LittleEndian.Uint64(buf[i:])
 		xe, xt := w^pe, w^pt
@@ -571,27 +601,52 @@ func (r *Reader) scanSegment() (end, nsep int) {
 
 // scanSegmentPlain is scanSegment for the validator: the same pass also
 // tells whether the segment is plain (Segment.plain). It is a copy of
-// scanSegment with four more tests per word rather than a flag inside it,
-// because those tests slowed the bare tokenizer by a sixth even when off.
+// scanSegment with the odd-byte masks and tests rather than a flag inside
+// it, because those tests slowed the bare tokenizer by a sixth even when
+// off.
 func (r *Reader) scanSegmentPlain() (end, nsep int) {
 	buf := r.buf[:r.end]
 	beg := r.beg
-	pe := uint64(r.delim.Element) * swarOnes
-	pt := uint64(r.delim.Segment) * swarOnes
-	pc := uint64(r.delim.Component) * swarOnes
-	pr := pc
-	if r.delim.Repetition != 0 {
-		pr = uint64(r.delim.Repetition) * swarOnes
+	comp, rep := r.delim.Component, r.delim.Repetition
+	if rep == 0 {
+		rep = comp
 	}
 	ends := r.seg.ends[:cap(r.seg.ends)]
 	n := 0
-	var odd uint64 // lanes with a component or repetition separator or a byte outside 0x20..0x7E
+	var odd uint64 // bytes so far that are a component or repetition separator or outside 0x20..0x7E
 	limit := min(len(buf), beg+r.MaxSegment)
-	for i := beg; i+8 <= limit; i += 8 {
-		if n+8 >= len(ends) {
-			ends = make([]int32, 2*len(ends)+8)
-			copy(ends, r.seg.ends[:n])
-			r.seg.ends = ends[:0]
+	blk := beg &^ 63
+	for ; blk+64 <= limit; blk += 64 {
+		if n+65 >= len(ends) {
+			ends = r.growEnds(ends, n)
+		}
+		if r.blk != blk+1 {
+			r.bsep, r.bterm, r.bodd = plainMasks64(&buf[blk], r.delim.Element, r.delim.Segment, comp, rep)
+			r.blk = blk + 1
+		}
+		seps, terms, o := r.bsep, r.bterm, r.bodd
+		if blk < beg {
+			keep := ^uint64(0) << uint(beg-blk)
+			seps, terms, o = seps&keep, terms&keep, o&keep
+		}
+		if terms != 0 {
+			tz := bits.TrailingZeros64(terms)
+			before := uint64(1)<<tz - 1
+			r.seg.plain = odd|o&before == 0
+			n = putBits(ends, n, seps&before, blk-beg)
+			ends[n] = int32(blk + tz - beg)
+			return blk + tz, n
+		}
+		odd |= o
+		n = putBits(ends, n, seps, blk-beg)
+	}
+	pe := uint64(r.delim.Element) * swarOnes
+	pt := uint64(r.delim.Segment) * swarOnes
+	pc := uint64(comp) * swarOnes
+	pr := uint64(rep) * swarOnes
+	for i := max(blk, beg); i+8 <= limit; i += 8 {
+		if n+9 >= len(ends) {
+			ends = r.growEnds(ends, n)
 		}
 		w := binary.LittleEndian.Uint64(buf[i:])
 		xe, xt, xc, xr := w^pe, w^pt, w^pc, w^pr
@@ -614,6 +669,26 @@ func (r *Reader) scanSegmentPlain() (end, nsep int) {
 		n = putSeps(ends, n, me, i-beg)
 	}
 	return -1, 0
+}
+
+// growEnds returns a larger copy of ends (its first n entries), which
+// becomes r.seg.ends.
+func (r *Reader) growEnds(ends []int32, n int) []int32 {
+	bigger := make([]int32, 2*len(ends)+72)
+	copy(bigger, ends[:n])
+	r.seg.ends = bigger[:0]
+	return bigger
+}
+
+// putBits writes base + the index of each bit set in m (a block mask) to
+// ends from n on and returns the new n.
+func putBits(ends []int32, n int, m uint64, base int) int {
+	for m != 0 {
+		ends[n] = int32(base + bits.TrailingZeros64(m))
+		n++
+		m &= m - 1
+	}
+	return n
 }
 
 // putSeps writes base + the lane of each bit set in m (an SWAR match

@@ -1,0 +1,11 @@
+//go:build !amd64
+
+package edi
+
+func sepMasks64(p *byte, sep, term byte) (seps, terms uint64) {
+	return masks64Go(p, sep, term)
+}
+
+func plainMasks64(p *byte, sep, term, comp, rep byte) (seps, terms, odd uint64) {
+	return plainMasks64Go(p, sep, term, comp, rep)
+}
