@@ -50,8 +50,15 @@ func FuzzReader(f *testing.F) {
 			if !bytes.Equal(data[s.Pos.Offset:s.Pos.Offset+int64(len(s.Raw()))], s.Raw()) {
 				t.Fatalf("segment bytes %q are not at offset %d", s.Raw(), s.Pos.Offset)
 			}
+			// The elements are the raw bytes split at the element separator.
+			parts := bytes.Split(s.Raw(), []byte{s.Delimiters().Element})
+			if s.Len() != len(parts)-1 || !bytes.Equal(s.Tag(), parts[0]) {
+				t.Fatalf("segment %q: %d elements, tag %q; split gives %d, %q", s.Raw(), s.Len(), s.Tag(), len(parts)-1, parts[0])
+			}
 			for e := 0; e <= s.Len()+1; e++ {
-				s.Element(e)
+				if e >= 1 && e <= s.Len() && !bytes.Equal(s.Element(e), parts[e]) {
+					t.Fatalf("segment %q: element %d %q, want %q", s.Raw(), e, s.Element(e), parts[e])
+				}
 				s.Component(e, 2)
 				s.Repetition(e, 2)
 			}

@@ -1,7 +1,9 @@
 package edi
 
 import (
+	"bytes"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -37,6 +39,71 @@ func TestBlockMasks(t *testing.T) {
 		s2, t2, o2 := plainMasks64Go(p, sep, term, comp, rep)
 		if s1 != s2 || t1 != t2 || o1 != o2 {
 			t.Fatalf("plainMasks64(%q, %q, %q, %q): %x %x %x, want %x %x %x", sep, term, comp, rep, s1, t1, o1, s2, t2, o2)
+		}
+	}
+}
+
+// Segment after segment through one buffer, as Next reads them, the block
+// scans (with their kept masks) find what a byte loop finds: the terminator,
+// the separators before it and whether the segment is plain.
+func TestBlockScansMatchByteLoops(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	alphabet := []byte("AB01*~:^ \x00\x1f\x7f\xff")
+	d := Delimiters{Element: '*', Component: ':', Repetition: '^', Segment: '~'}
+	for iter := 0; iter < 3000; iter++ {
+		buf := make([]byte, 64+rng.IntN(600))
+		for i := range buf {
+			switch {
+			case rng.IntN(40) == 0:
+				buf[i] = '~'
+			case rng.IntN(6) == 0:
+				buf[i] = '*'
+			case rng.IntN(4) == 0:
+				buf[i] = alphabet[rng.IntN(len(alphabet))]
+			default:
+				buf[i] = 'A' + byte(rng.IntN(26))
+			}
+		}
+		for _, plain := range []bool{false, true} {
+			r := &Reader{buf: buf, end: len(buf), MaxSegment: DefaultMaxSegment, delim: d, seg: Segment{ends: make([]int32, 0, 4)}, findPlain: plain}
+			r.beg = rng.IntN(8)
+			for r.beg < len(buf) {
+				var e, n int
+				if plain {
+					e, n = r.scanSegmentPlain()
+				} else {
+					e, n = r.scanSegment()
+				}
+				term := bytes.IndexByte(buf[r.beg:], '~')
+				if e < 0 {
+					// Allowed only near the end, where neither a block nor a word fits.
+					if term >= 0 && r.beg+term+8 <= len(buf)-8 {
+						t.Fatalf("iter %d: missed the terminator at %d (segment from %d, buffer %d)", iter, r.beg+term, r.beg, len(buf))
+					}
+					break
+				}
+				if e != r.beg+term {
+					t.Fatalf("iter %d: end %d, want %d", iter, e, r.beg+term)
+				}
+				var want []int32
+				isPlain := true
+				for i, c := range buf[r.beg:e] {
+					if c == '*' {
+						want = append(want, int32(i))
+					}
+					if c == ':' || c == '^' || c < 0x20 || c > 0x7e {
+						isPlain = false
+					}
+				}
+				want = append(want, int32(e-r.beg))
+				if got := r.seg.ends[:n+1]; !slices.Equal(got, want) {
+					t.Fatalf("iter %d: segment %q: ends %v, want %v", iter, buf[r.beg:e], got, want)
+				}
+				if plain && r.seg.plain != isPlain {
+					t.Fatalf("iter %d: segment %q: plain %v, want %v", iter, buf[r.beg:e], r.seg.plain, isPlain)
+				}
+				r.beg = e + 1
+			}
 		}
 	}
 }

@@ -375,22 +375,45 @@ var bom = []byte{0xEF, 0xBB, 0xBF}
 func (r *Reader) Next() (*Segment, error) {
 	// The common case: inside an interchange, the next segment starts right
 	// here with an ordinary tag.
-	if r.haveISA && r.beg < r.end {
-		if c := r.buf[r.beg]; c != 'I' && c != 0xEF && !isSpace(c) {
-			return r.readSegment()
+	if !r.haveISA || r.beg >= r.end || !ordinary(r.buf[r.beg]) {
+		if seg, err, done := r.beforeSegment(); done {
+			return seg, err
 		}
 	}
+	// The segment at r.beg, when its terminator is in the buffer.
+	var e, n int
+	if r.findPlain {
+		e, n = r.scanSegmentPlain()
+	} else {
+		e, n = r.scanSegment()
+	}
+	if e >= 0 {
+		seg := r.finish(r.buf[r.beg:e], n, r.Offset())
+		r.beg = e + 1
+		return seg, nil
+	}
+	return r.readSegment()
+}
+
+// ordinary reports whether c can start a segment other than ISA after no
+// whitespace.
+func ordinary(c byte) bool { return c != 'I' && c != 0xEF && !isSpace(c) }
+
+// beforeSegment skips whitespace and reads what is not an ordinary segment:
+// an ISA (done, with it), the end of data or bytes that are not X12 (done,
+// with the error). Otherwise an ordinary segment starts at r.beg (not done).
+func (r *Reader) beforeSegment() (seg *Segment, err error, done bool) {
 	if !r.skipSpace() {
 		if r.err != nil {
-			return nil, r.err
+			return nil, r.err, true
 		}
 		if r.haveISA {
-			return nil, r.errorf(r.Offset(), "premature end of data: interchange %s has no IEA", r.pos.ISA13)
+			return nil, r.errorf(r.Offset(), "premature end of data: interchange %s has no IEA", r.pos.ISA13), true
 		}
 		if r.nseg == 0 {
-			return nil, fmt.Errorf("empty input: %w", ErrNotX12)
+			return nil, fmt.Errorf("empty input: %w", ErrNotX12), true
 		}
-		return nil, io.EOF
+		return nil, io.EOF, true
 	}
 	// A segment that starts with ISA and a non-alphanumeric byte opens an
 	// interchange (and sets its delimiters) wherever it appears.
@@ -400,15 +423,17 @@ func (r *Reader) Next() (*Segment, error) {
 	if len(b) >= 3 && bytes.Equal(b[:3], bom) {
 		r.tolerances = append(r.tolerances, Tolerance{Pos: Position{Offset: r.Offset()}, Msg: "UTF-8 byte order mark before ISA ignored"})
 		r.beg += 3
-		return r.Next()
+		seg, err = r.Next()
+		return seg, err, true
 	}
 	if len(b) >= 4 && b[0] == 'I' && b[1] == 'S' && b[2] == 'A' && !isAlnum(b[3]) {
-		return r.readISA()
+		seg, err = r.readISA()
+		return seg, err, true
 	}
 	if !r.haveISA {
-		return nil, r.notX12(b)
+		return nil, r.notX12(b), true
 	}
-	return r.readSegment()
+	return nil, nil, false
 }
 
 func (r *Reader) notX12(b []byte) error {
@@ -497,19 +522,11 @@ func (r *Reader) readISA() (*Segment, error) {
 	return seg, nil
 }
 
+// readSegment reads the segment at r.beg when Next's fast path could not
+// (its terminator is not in the buffer yet): it reads more, growing the
+// buffer up to MaxSegment.
 func (r *Reader) readSegment() (*Segment, error) {
 	start := r.Offset()
-	var e, n int
-	if r.findPlain {
-		e, n = r.scanSegmentPlain()
-	} else {
-		e, n = r.scanSegment()
-	}
-	if e >= 0 {
-		seg := r.finish(r.buf[r.beg:e], n, start)
-		r.beg = e + 1
-		return seg, nil
-	}
 	scan := r.beg
 	for {
 		if k := bytes.IndexByte(r.buf[scan:r.end], r.delim.Segment); k >= 0 {
@@ -561,7 +578,7 @@ func (r *Reader) split(raw []byte, off int64) (*Segment, error) {
 	return r.finish(raw, n, off), nil
 }
 
-// scanSegment is readSegment's fast path: it reads the separators and the
+// scanSegment is Next's fast path: it reads the separators and the
 // terminator of the segment at r.beg off the block masks (see masks.go),
 // 64 bytes at a time, and the last few bytes before the buffer's end eight
 // at a time. It returns the terminator's index in r.buf and the number of
