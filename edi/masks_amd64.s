@@ -17,6 +17,17 @@
 	PCMPEQB pat, t; \
 	PMOVMSKB t, dst
 
+// SEP64 ORs into R10 (separators) and R11 (terminators) the masks of the
+// 16 bytes at off(SI), shifted to bit shift.
+#define SEP64(off, shift) \
+	MOVOU off(SI), X4; \
+	MASK16(X4, X0, X8, R8); \
+	MASK16(X4, X1, X9, R9); \
+	SHLQ $shift, R8; \
+	SHLQ $shift, R9; \
+	ORQ R8, R10; \
+	ORQ R9, R11
+
 // func sepMasks64(p *byte, sep, term byte) (seps, terms uint64)
 TEXT ·sepMasks64(SB), NOSPLIT, $0-32
 	MOVQ p+0(FP), SI
@@ -24,45 +35,19 @@ TEXT ·sepMasks64(SB), NOSPLIT, $0-32
 	MOVBQZX term+9(FP), BX
 	BCAST(AX, X0)
 	BCAST(BX, X1)
-	XORQ R10, R10 // seps
-	XORQ R11, R11 // terms
-	MOVOU 0(SI), X4
-	MOVOU 16(SI), X5
-	MOVOU 32(SI), X6
-	MOVOU 48(SI), X7
-
-	MASK16(X4, X0, X8, R8)
-	MASK16(X4, X1, X9, R9)
-	ORQ R8, R10
-	ORQ R9, R11
-
-	MASK16(X5, X0, X8, R8)
-	MASK16(X5, X1, X9, R9)
-	SHLQ $16, R8
-	SHLQ $16, R9
-	ORQ R8, R10
-	ORQ R9, R11
-
-	MASK16(X6, X0, X8, R8)
-	MASK16(X6, X1, X9, R9)
-	SHLQ $32, R8
-	SHLQ $32, R9
-	ORQ R8, R10
-	ORQ R9, R11
-
-	MASK16(X7, X0, X8, R8)
-	MASK16(X7, X1, X9, R9)
-	SHLQ $48, R8
-	SHLQ $48, R9
-	ORQ R8, R10
-	ORQ R9, R11
-
+	XORQ R10, R10
+	XORQ R11, R11
+	SEP64(0, 0)
+	SEP64(16, 16)
+	SEP64(32, 32)
+	SEP64(48, 48)
 	MOVQ R10, seps+16(FP)
 	MOVQ R11, terms+24(FP)
 	RET
 
-// ODD16 sets dst to the 16-bit mask of bytes of data that are comp, rep,
-// below 0x20 (signed: 0x80..0xFF count as below) or 0x7F.
+// ODD16 sets dst to the 16-bit mask of bytes of data that are comp (X2),
+// rep (X3), below 0x20 (X13; signed, so 0x80..0xFF count as below) or 0x7F
+// (X14).
 #define ODD16(data, t, u, dst) \
 	MOVO X13, t; \
 	PCMPGTB data, t; \
@@ -76,6 +61,13 @@ TEXT ·sepMasks64(SB), NOSPLIT, $0-32
 	PCMPEQB X3, u; \
 	POR u, t; \
 	PMOVMSKB t, dst
+
+// PLAIN64 is SEP64 plus the odd bytes, ORed into R12.
+#define PLAIN64(off, shift) \
+	SEP64(off, shift); \
+	ODD16(X4, X10, X11, DX); \
+	SHLQ $shift, DX; \
+	ORQ DX, R12
 
 // func plainMasks64(p *byte, sep, term, comp, rep byte) (seps, terms, odd uint64)
 TEXT ·plainMasks64(SB), NOSPLIT, $0-40
@@ -95,48 +87,10 @@ TEXT ·plainMasks64(SB), NOSPLIT, $0-40
 	XORQ R10, R10
 	XORQ R11, R11
 	XORQ R12, R12
-
-	MOVOU 0(SI), X4
-	MASK16(X4, X0, X8, R8)
-	MASK16(X4, X1, X9, R9)
-	ODD16(X4, X10, X11, DX)
-	ORQ R8, R10
-	ORQ R9, R11
-	ORQ DX, R12
-
-	MOVOU 16(SI), X4
-	MASK16(X4, X0, X8, R8)
-	MASK16(X4, X1, X9, R9)
-	ODD16(X4, X10, X11, DX)
-	SHLQ $16, R8
-	SHLQ $16, R9
-	SHLQ $16, DX
-	ORQ R8, R10
-	ORQ R9, R11
-	ORQ DX, R12
-
-	MOVOU 32(SI), X4
-	MASK16(X4, X0, X8, R8)
-	MASK16(X4, X1, X9, R9)
-	ODD16(X4, X10, X11, DX)
-	SHLQ $32, R8
-	SHLQ $32, R9
-	SHLQ $32, DX
-	ORQ R8, R10
-	ORQ R9, R11
-	ORQ DX, R12
-
-	MOVOU 48(SI), X4
-	MASK16(X4, X0, X8, R8)
-	MASK16(X4, X1, X9, R9)
-	ODD16(X4, X10, X11, DX)
-	SHLQ $48, R8
-	SHLQ $48, R9
-	SHLQ $48, DX
-	ORQ R8, R10
-	ORQ R9, R11
-	ORQ DX, R12
-
+	PLAIN64(0, 0)
+	PLAIN64(16, 16)
+	PLAIN64(32, 32)
+	PLAIN64(48, 48)
 	MOVQ R10, seps+16(FP)
 	MOVQ R11, terms+24(FP)
 	MOVQ R12, odd+32(FP)
