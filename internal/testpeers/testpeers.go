@@ -46,11 +46,22 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Ports returns a loopback port p such that p .. p+n-1 are free now.
+// Ports returns a loopback port p such that p .. p+n-1 are free now. They
+// are taken below the kernel's ephemeral range when it leaves room, so that
+// no outgoing connection (a client, a database pool) can take one of them
+// between this check and the server's bind, or while a killed server is down.
 func Ports(t testing.TB, n int) int {
 	t.Helper()
+	lo, span := 20000, 30000
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if eph, err := strconv.Atoi(f[0]); err == nil && eph-n-10000 > 1000 {
+				lo, span = 10000, eph-n-10000
+			}
+		}
+	}
 	for range 50 {
-		base := 20000 + rand.IntN(30000)
+		base := lo + rand.IntN(span)
 		var ls []net.Listener
 		ok := true
 		for i := 0; i < n && ok; i++ {
