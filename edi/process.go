@@ -158,7 +158,11 @@ type processor struct {
 	opt Options
 	ic  *Interchange
 	g   *Group
-	set *setState
+	set *setState // the set being read (&setBuf), or nil
+	// setBuf and setArg are reused from set to set: the state of the set
+	// being read, and what OnSet gets (valid only during the call).
+	setBuf setState
+	setArg Set
 	// orphan is true while skipping the body of an ST outside a group.
 	orphan bool
 	val    validator
@@ -397,7 +401,8 @@ type setState struct {
 
 func (p *processor) beginSet(seg *Segment) {
 	res := &SetResult{ID: seg.Value(1), Control: seg.Value(2), ImplRef: seg.Value(3), Pos: seg.Pos}
-	st := &setState{res: res, count: 1}
+	p.setBuf = setState{res: res, count: 1}
+	st := &p.setBuf
 	p.set = st
 	g := p.g
 	fail := func(code, msg string) {
@@ -473,7 +478,9 @@ func (p *processor) endSet(se *Segment, pos Position) {
 	p.set = nil
 	p.g.Sets = append(p.g.Sets, res)
 	if p.opt.OnSet != nil {
-		p.opt.OnSet(p.ic, p.g, &Set{SetResult: res, Spec: st.spec, Tree: p.val.tree()})
+		p.setArg = Set{SetResult: res, Spec: st.spec, Tree: p.val.tree()}
+		p.opt.OnSet(p.ic, p.g, &p.setArg)
+		p.setArg = Set{}
 	}
 }
 
