@@ -37,9 +37,7 @@ func ackStatusDocument(s *edi.Set, receivedAt time.Time) mapping.Document {
 				continue
 			}
 			segErr = map[string]any{"segmentId": seg.Value(1), "code": seg.Value(4)}
-			if n, err := strconv.Atoi(seg.Value(2)); err == nil && n > 0 {
-				segErr["position"] = n
-			}
+			putPositive(segErr, "position", seg.Value(2))
 			if v := seg.Value(3); v != "" {
 				segErr["loopId"] = v
 			}
@@ -57,14 +55,8 @@ func ackStatusDocument(s *edi.Set, receivedAt time.Time) mapping.Document {
 			if segErr == nil {
 				e["segmentId"] = "?"
 			}
-			if n, err := strconv.Atoi(string(seg.Component(1, 1))); err == nil && n > 0 {
-				e["element"] = n // AK401-1 (IK401-1)
-			}
-			if c := seg.Component(1, 2); len(c) > 0 {
-				if n, err := strconv.Atoi(string(c)); err == nil && n > 0 {
-					e["component"] = n
-				}
-			}
+			putPositive(e, "element", string(seg.Component(1, 1)))   // AK401-1 (IK401-1)
+			putPositive(e, "component", string(seg.Component(1, 2))) // AK401-2
 			if v := seg.Value(2); v != "" {
 				e["elementRef"] = v
 			}
@@ -138,4 +130,12 @@ func groupStatus(code string) string {
 		return "partially-accepted"
 	}
 	return "rejected"
+}
+
+// putPositive sets m[key] to s as a number when s is a positive integer
+// (positions and element references; anything else is left out).
+func putPositive(m map[string]any, key, s string) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 {
+		m[key] = n
+	}
 }

@@ -122,12 +122,21 @@ func (g *Gateway) outboundStage(ctx context.Context, f *spool.File) error {
 // there already. A failure fails the stage, which the spool retries and,
 // after the last attempt, marks dead.
 func (g *Gateway) deliverToPartner(ctx context.Context, p *partners.Partner, name string, ref spool.BlobRef) error {
+	push := p.Outbound.Channel == partners.ChannelPush && p.Outbound.Push != nil
+	if src, ok := g.blobPath(ref); ok && !push {
+		// A stored blob is linked, not copied (nor even opened): no file to
+		// create and fsync. Where it cannot be linked (another file system)
+		// it is copied below.
+		if err := g.outbox.Link(ctx, p.ID, name, src); err == nil || errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+	}
 	r, err := g.blobs.Open(ctx, ref)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	if p.Outbound.Channel == partners.ChannelPush && p.Outbound.Push != nil {
+	if push {
 		t, err := transport.Dial(ctx, *p.Outbound.Push, transport.Options{BaseDir: p.Dir})
 		if err != nil {
 			return fmt.Errorf("push %s to %s: %w", name, p.Outbound.Push.URL, err)
@@ -137,13 +146,6 @@ func (g *Gateway) deliverToPartner(ctx context.Context, p *partners.Partner, nam
 			return fmt.Errorf("push %s to %s: %w", name, p.Outbound.Push.URL, err)
 		}
 		return nil
-	}
-	if src, ok := g.blobPath(ref); ok {
-		// A stored blob is linked, not copied: no file to create and fsync.
-		// Where it cannot be linked (another file system) it is copied.
-		if err := g.outbox.Link(ctx, p.ID, name, src); err == nil || errors.Is(err, fs.ErrExist) {
-			return nil
-		}
 	}
 	err = g.outbox.Put(ctx, p.ID, name, r)
 	if errors.Is(err, fs.ErrExist) {
