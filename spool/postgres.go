@@ -331,7 +331,7 @@ func (p *Postgres) AddFile(ctx context.Context, nf NewFile) (File, error) {
 	if nf.Direction != Inbound && nf.Direction != Outbound {
 		return File{}, fmt.Errorf("spool: add file: %w: direction %q", ErrInvalid, nf.Direction)
 	}
-	if err := checkJSON("meta", nf.Meta); err != nil {
+	if err := errors.Join(checkJSON("meta", nf.Meta), nf.Lease.check()); err != nil {
 		return File{}, fmt.Errorf("spool: add file: %w", err)
 	}
 	actor := cmp.Or(nf.Actor, "system")
@@ -373,11 +373,15 @@ func (p *Postgres) AddFile(ctx context.Context, nf NewFile) (File, error) {
 		if dupOf != "" {
 			state, msg = StateDuplicate, "same content as "+dupOf
 		}
+		lease := nf.Lease
+		if state == StateDuplicate {
+			lease = Lease{}
+		}
 		f, err = pgScanFile(tx.QueryRow(ctx, `INSERT INTO files (id, partner, channel, direction, name, remote_path, sha256, size,
-			received_at, duplicate_of, meta, state, next_attempt_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13) RETURNING `+fileCols,
+			received_at, duplicate_of, meta, state, next_attempt_at, created_at, updated_at, lease_owner, lease_until)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13, $14, $15) RETURNING `+fileCols,
 			id, nf.Partner, nf.Channel, nf.Direction, nf.Name, nf.RemotePath, nf.Blob.SHA256, nf.Blob.Size,
-			received, pgNull(dupOf), pgNull(nf.Meta), state, now))
+			received, pgNull(dupOf), pgNull(nf.Meta), state, now, lease.Owner, pgTS(lease.until(now))))
 		if err != nil {
 			return err
 		}
@@ -390,157 +394,175 @@ func (p *Postgres) AddFile(ctx context.Context, nf NewFile) (File, error) {
 }
 
 // AddInterchange implements [Recorder].
-func (p *Postgres) AddInterchange(ctx context.Context, ni NewInterchange) (Interchange, error) {
-	if ni.FileID.Kind() != KindFile || ni.Seq < 0 || ni.Control == "" {
-		return Interchange{}, fmt.Errorf("spool: add interchange: %w: file id, seq >= 0 and control are required", ErrInvalid)
+func (p *Postgres) AddInterchange(ctx context.Context, ni NewInterchange) (Interchange, []Document, error) {
+	if err := ni.check(); err != nil {
+		return Interchange{}, nil, fmt.Errorf("spool: add interchange: %w", err)
 	}
-	if err := checkJSON("meta", ni.Meta); err != nil {
-		return Interchange{}, fmt.Errorf("spool: add interchange: %w", err)
-	}
-	const byPos = "SELECT " + ixCols + " FROM interchanges WHERE file_id = $1 AND seq = $2"
-	var x Interchange
+	var (
+		x    Interchange
+		docs []Document
+	)
 	err := p.tx(ctx, func(tx pgx.Tx, now time.Time) error {
 		var err error
-		x, err = pgScanInterchange(tx.QueryRow(ctx, byPos, ni.FileID, ni.Seq))
-		if err == nil {
-			return nil // added before: a re-run of the same stage
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
+		if x, now, err = p.addInterchange(ctx, tx, now, ni); err != nil || x.State == StateDuplicate {
 			return err
 		}
-		var partner string
-		var received time.Time
-		if err := tx.QueryRow(ctx, "SELECT partner, received_at FROM files WHERE id = $1", ni.FileID).Scan(&partner, (*pgTime)(&received)); err != nil {
-			return notFound(err, ni.FileID)
+		docs = docs[:0]
+		for _, nd := range ni.Documents {
+			nd.FileID, nd.InterchangeID = ni.FileID, x.ID
+			d, err := p.addDocument(ctx, tx, now, nd)
+			if err != nil {
+				return fmt.Errorf("document %d: %w", nd.Seq, err)
+			}
+			docs = append(docs, d)
 		}
-		state, dupOf, msg := StateParsed, "", ""
-		if ni.Rejected {
-			state = StateRejected
-		} else if !ni.NoDedupe {
-			// As in AddFile: two nodes parsing copies of one interchange at
-			// once must find exactly one original.
-			if err := p.lock(ctx, tx, pgLockIxDedupe, p.schema+":"+partner+":"+ni.Control); err != nil {
+		if ni.Ack.Kind != "" && x.Ack.Kind == "" {
+			if err := pgSetAck(ctx, tx, now, x.ID, ni.Ack, Options{Actor: "system"}); err != nil {
 				return err
 			}
-			now = p.now()
-			q := "SELECT id FROM interchanges WHERE partner = $1 AND control = $2 AND state = 'parsed' AND received_at <= $3"
-			args := []any{partner, ni.Control, received}
-			if ni.DedupeWindow > 0 {
-				q += " AND received_at >= $4"
-				args = append(args, received.Add(-ni.DedupeWindow))
-			}
-			err := tx.QueryRow(ctx, q+" ORDER BY received_at, id LIMIT 1", args...).Scan(&dupOf)
-			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("dedupe: %w", err)
-			}
-			if dupOf != "" {
-				state, msg = StateDuplicate, "interchange control "+ni.Control+" already received in "+dupOf
-			}
+			x.Ack = ni.Ack
+			x.Ack.At = cmpOrTime(norm(ni.Ack.At), now)
 		}
-		id, err := NewID(KindInterchange, now)
-		if err != nil {
-			return err
-		}
-		// A concurrent add of the same position (another node re-running the
-		// stage) makes the insert wait for it and then do nothing: return
-		// its record.
-		x, err = pgScanInterchange(tx.QueryRow(ctx, `INSERT INTO interchanges (id, file_id, seq, partner, control, sender, receiver,
-			version, state, duplicate_of, received_at, meta, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
-			ON CONFLICT (file_id, seq) DO NOTHING RETURNING `+ixCols,
-			id, ni.FileID, ni.Seq, partner, ni.Control, ni.Sender, ni.Receiver, ni.Version, state, pgNull(dupOf), received,
-			pgNull(ni.Meta), now))
-		if errors.Is(err, pgx.ErrNoRows) {
-			x, err = pgScanInterchange(tx.QueryRow(ctx, byPos, ni.FileID, ni.Seq))
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		return pgInsertEvent(ctx, tx, Event{Subject: id, At: now, Actor: "system", Kind: EventCreated, To: state, Message: msg})
+		return nil
 	})
 	if err != nil {
-		return Interchange{}, fmt.Errorf("spool: add interchange to %s: %w", ni.FileID, err)
+		return Interchange{}, nil, fmt.Errorf("spool: add interchange to %s: %w", ni.FileID, err)
 	}
-	return x, nil
+	return x, docs, nil
+}
+
+// addInterchange records the interchange, or returns the one recorded
+// before at its position; and the clock as the dedupe lock left it.
+func (p *Postgres) addInterchange(ctx context.Context, tx pgx.Tx, now time.Time, ni NewInterchange) (Interchange, time.Time, error) {
+	const byPos = "SELECT " + ixCols + " FROM interchanges WHERE file_id = $1 AND seq = $2"
+	x, err := pgScanInterchange(tx.QueryRow(ctx, byPos, ni.FileID, ni.Seq))
+	if err == nil {
+		return x, now, nil // added before: a re-run of the same stage
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return x, now, err
+	}
+	var partner string
+	var received time.Time
+	if err := tx.QueryRow(ctx, "SELECT partner, received_at FROM files WHERE id = $1", ni.FileID).Scan(&partner, (*pgTime)(&received)); err != nil {
+		return x, now, notFound(err, ni.FileID)
+	}
+	state, dupOf, msg := StateParsed, "", ""
+	if ni.Rejected {
+		state = StateRejected
+	} else if !ni.NoDedupe {
+		// As in AddFile: two nodes parsing copies of one interchange at
+		// once must find exactly one original.
+		if err := p.lock(ctx, tx, pgLockIxDedupe, p.schema+":"+partner+":"+ni.Control); err != nil {
+			return x, now, err
+		}
+		now = p.now()
+		q := "SELECT id FROM interchanges WHERE partner = $1 AND control = $2 AND state = 'parsed' AND received_at <= $3"
+		args := []any{partner, ni.Control, received}
+		if ni.DedupeWindow > 0 {
+			q += " AND received_at >= $4"
+			args = append(args, received.Add(-ni.DedupeWindow))
+		}
+		err := tx.QueryRow(ctx, q+" ORDER BY received_at, id LIMIT 1", args...).Scan(&dupOf)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return x, now, fmt.Errorf("dedupe: %w", err)
+		}
+		if dupOf != "" {
+			state, msg = StateDuplicate, "interchange control "+ni.Control+" already received in "+dupOf
+		}
+	}
+	id, err := NewID(KindInterchange, now)
+	if err != nil {
+		return x, now, err
+	}
+	// A concurrent add of the same position (another node re-running the
+	// stage) makes the insert wait for it and then do nothing: return its
+	// record.
+	x, err = pgScanInterchange(tx.QueryRow(ctx, `INSERT INTO interchanges (id, file_id, seq, partner, control, sender, receiver,
+		version, state, duplicate_of, received_at, meta, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+		ON CONFLICT (file_id, seq) DO NOTHING RETURNING `+ixCols,
+		id, ni.FileID, ni.Seq, partner, ni.Control, ni.Sender, ni.Receiver, ni.Version, state, pgNull(dupOf), received,
+		pgNull(ni.Meta), now))
+	if errors.Is(err, pgx.ErrNoRows) {
+		x, err = pgScanInterchange(tx.QueryRow(ctx, byPos, ni.FileID, ni.Seq))
+		return x, now, err
+	}
+	if err != nil {
+		return x, now, err
+	}
+	return x, now, pgInsertEvent(ctx, tx, Event{Subject: id, At: now, Actor: "system", Kind: EventCreated, To: state, Message: msg})
 }
 
 // AddDocument implements [Recorder].
 func (p *Postgres) AddDocument(ctx context.Context, nd NewDocument) (Document, error) {
-	if nd.FileID.Kind() != KindFile || nd.Seq < 0 || nd.Type == "" {
-		return Document{}, fmt.Errorf("spool: add document: %w: file id, seq >= 0 and type are required", ErrInvalid)
-	}
-	if nd.InterchangeID != "" && nd.InterchangeID.Kind() != KindInterchange {
-		return Document{}, fmt.Errorf("spool: add document: %w: %q is not an interchange id", ErrInvalid, nd.InterchangeID)
-	}
-	state := cmp.Or(nd.State, StateParsed)
-	if err := checkState(state); err != nil || state == StateRetrying {
-		return Document{}, fmt.Errorf("spool: add document: %w: cannot start in state %q", ErrInvalid, state)
-	}
-	if err := checkJSON("meta", nd.Meta); err != nil {
+	if _, err := nd.check(); err != nil {
 		return Document{}, fmt.Errorf("spool: add document: %w", err)
 	}
-	if !nd.Mapped.IsZero() {
-		if err := nd.Mapped.Check(); err != nil {
-			return Document{}, fmt.Errorf("spool: add document: %w: mapped blob: %v", ErrInvalid, err)
-		}
-	}
-	const byPos = "SELECT " + docCols + " FROM documents WHERE file_id = $1 AND seq = $2"
 	var d Document
 	err := p.tx(ctx, func(tx pgx.Tx, now time.Time) error {
 		var err error
-		d, err = pgScanDocument(tx.QueryRow(ctx, byPos, nd.FileID, nd.Seq))
-		if err == nil {
-			return nil // added before
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		var partner string
-		if err := tx.QueryRow(ctx, "SELECT partner FROM files WHERE id = $1", nd.FileID).Scan(&partner); err != nil {
-			return notFound(err, nd.FileID)
-		}
-		if nd.InterchangeID != "" {
-			var fileID ID
-			if err := tx.QueryRow(ctx, "SELECT file_id FROM interchanges WHERE id = $1", nd.InterchangeID).Scan(&fileID); err != nil {
-				return notFound(err, nd.InterchangeID)
-			}
-			if fileID != nd.FileID {
-				return fmt.Errorf("%w: interchange %s belongs to %s", ErrInvalid, nd.InterchangeID, fileID)
-			}
-		}
-		id, err := NewID(KindDocument, now)
-		if err != nil {
-			return err
-		}
-		d, err = pgScanDocument(tx.QueryRow(ctx, `INSERT INTO documents (id, file_id, interchange_id, seq, partner, type,
-			group_control, set_control, business_key, idempotency_key, meta, state, last_error, next_attempt_at, created_at, updated_at,
-			mapped_sha256, mapped_size)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14, $15, $16)
-			ON CONFLICT (file_id, seq) DO NOTHING RETURNING `+docCols,
-			id, nd.FileID, pgNull(nd.InterchangeID), nd.Seq, partner, nd.Type, nd.GroupControl, nd.SetControl,
-			nd.BusinessKey, nd.IdempotencyKey, pgNull(nd.Meta), state, nd.Reason, now, nd.Mapped.SHA256, nd.Mapped.Size))
-		if errors.Is(err, pgx.ErrNoRows) { // added meanwhile by a concurrent caller
-			d, err = pgScanDocument(tx.QueryRow(ctx, byPos, nd.FileID, nd.Seq))
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		for _, ref := range nd.Refs {
-			if ref == "" || ref == nd.BusinessKey {
-				continue
-			}
-			if _, err := tx.Exec(ctx, "INSERT INTO document_refs (document_id, ref) VALUES ($1, $2) ON CONFLICT DO NOTHING", id, ref); err != nil {
-				return err
-			}
-		}
-		return pgInsertEvent(ctx, tx, Event{Subject: id, At: now, Actor: cmp.Or(nd.Actor, "system"), Kind: EventCreated, To: state, Message: nd.Reason})
+		d, err = p.addDocument(ctx, tx, now, nd)
+		return err
 	})
 	if err != nil {
 		return Document{}, fmt.Errorf("spool: add document to %s: %w", nd.FileID, err)
 	}
 	return d, nil
+}
+
+// addDocument records a checked document, or returns the one recorded
+// before at its position.
+func (p *Postgres) addDocument(ctx context.Context, tx pgx.Tx, now time.Time, nd NewDocument) (Document, error) {
+	const byPos = "SELECT " + docCols + " FROM documents WHERE file_id = $1 AND seq = $2"
+	d, err := pgScanDocument(tx.QueryRow(ctx, byPos, nd.FileID, nd.Seq))
+	if err == nil {
+		return d, nil // added before
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return d, err
+	}
+	var partner string
+	if err := tx.QueryRow(ctx, "SELECT partner FROM files WHERE id = $1", nd.FileID).Scan(&partner); err != nil {
+		return d, notFound(err, nd.FileID)
+	}
+	if nd.InterchangeID != "" {
+		var fileID ID
+		if err := tx.QueryRow(ctx, "SELECT file_id FROM interchanges WHERE id = $1", nd.InterchangeID).Scan(&fileID); err != nil {
+			return d, notFound(err, nd.InterchangeID)
+		}
+		if fileID != nd.FileID {
+			return d, fmt.Errorf("%w: interchange %s belongs to %s", ErrInvalid, nd.InterchangeID, fileID)
+		}
+	}
+	id, err := NewID(KindDocument, now)
+	if err != nil {
+		return d, err
+	}
+	state := cmp.Or(nd.State, StateParsed)
+	d, err = pgScanDocument(tx.QueryRow(ctx, `INSERT INTO documents (id, file_id, interchange_id, seq, partner, type,
+		group_control, set_control, business_key, idempotency_key, meta, state, last_error, next_attempt_at, created_at, updated_at,
+		mapped_sha256, mapped_size, lease_owner, lease_until)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14, $15, $16, $17, $18)
+		ON CONFLICT (file_id, seq) DO NOTHING RETURNING `+docCols,
+		id, nd.FileID, pgNull(nd.InterchangeID), nd.Seq, partner, nd.Type, nd.GroupControl, nd.SetControl,
+		nd.BusinessKey, nd.IdempotencyKey, pgNull(nd.Meta), state, nd.Reason, now, nd.Mapped.SHA256, nd.Mapped.Size,
+		nd.Lease.Owner, pgTS(nd.Lease.until(now))))
+	if errors.Is(err, pgx.ErrNoRows) { // added meanwhile by a concurrent caller
+		return pgScanDocument(tx.QueryRow(ctx, byPos, nd.FileID, nd.Seq))
+	}
+	if err != nil {
+		return d, err
+	}
+	for _, ref := range nd.Refs {
+		if ref == "" || ref == nd.BusinessKey {
+			continue
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO document_refs (document_id, ref) VALUES ($1, $2) ON CONFLICT DO NOTHING", id, ref); err != nil {
+			return d, err
+		}
+	}
+	return d, pgInsertEvent(ctx, tx, Event{Subject: id, At: now, Actor: cmp.Or(nd.Actor, "system"), Kind: EventCreated, To: state, Message: nd.Reason})
 }
 
 // SetInterchangeAck implements [Recorder].
@@ -553,25 +575,27 @@ func (p *Postgres) SetInterchangeAck(ctx context.Context, id ID, a Ack, opts ...
 		err = a.Blob.Check()
 	}
 	if err == nil {
-		err = p.tx(ctx, func(tx pgx.Tx, now time.Time) error {
-			at := cmpOrTime(norm(a.At), now)
-			tag, err := tx.Exec(ctx, `UPDATE interchanges SET ack_kind = $1, ack_status = $2, ack_control = $3, ack_sha256 = $4,
-				ack_size = $5, ack_at = $6, updated_at = $7 WHERE id = $8`,
-				a.Kind, a.Status, a.Control, a.Blob.SHA256, a.Blob.Size, at, now, id)
-			if err := pgOneRow(tag, err, id); err != nil {
-				return err
-			}
-			detail := o.Detail
-			if detail == nil {
-				detail, _ = json.Marshal(map[string]string{"kind": a.Kind, "status": a.Status, "control": a.Control})
-			}
-			return pgInsertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventAck, Message: o.Reason, Detail: detail})
-		})
+		err = p.tx(ctx, func(tx pgx.Tx, now time.Time) error { return pgSetAck(ctx, tx, now, id, a, o) })
 	}
 	if err != nil {
 		return fmt.Errorf("spool: set ack of %s: %w", id, err)
 	}
 	return nil
+}
+
+func pgSetAck(ctx context.Context, tx pgx.Tx, now time.Time, id ID, a Ack, o Options) error {
+	at := cmpOrTime(norm(a.At), now)
+	tag, err := tx.Exec(ctx, `UPDATE interchanges SET ack_kind = $1, ack_status = $2, ack_control = $3, ack_sha256 = $4,
+		ack_size = $5, ack_at = $6, updated_at = $7 WHERE id = $8`,
+		a.Kind, a.Status, a.Control, a.Blob.SHA256, a.Blob.Size, at, now, id)
+	if err := pgOneRow(tag, err, id); err != nil {
+		return err
+	}
+	detail := o.Detail
+	if detail == nil {
+		detail, _ = json.Marshal(map[string]string{"kind": a.Kind, "status": a.Status, "control": a.Control})
+	}
+	return pgInsertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventAck, Message: o.Reason, Detail: detail})
 }
 
 // SetDocumentMapped implements [Recorder].
@@ -1060,22 +1084,27 @@ func (p *Postgres) Depth(ctx context.Context) (map[Kind]map[State]int, error) {
 
 // ---- Counters ----
 
-// NextControl implements [Counters]. One statement: the upsert locks the
-// counter's row, so concurrent callers on any node queue for it and each
-// sees the value the previous one committed.
+// NextControl implements [Counters].
 func (p *Postgres) NextControl(ctx context.Context, partner, name string) (int64, error) {
-	if partner == "" || name == "" {
-		return 0, fmt.Errorf("spool: next control: %w: partner and name are required", ErrInvalid)
+	return p.ReserveControls(ctx, partner, name, 1)
+}
+
+// ReserveControls implements [Counters]. One statement: the upsert locks
+// the counter's row, so concurrent callers on any node queue for it and
+// each sees the value the previous one committed.
+func (p *Postgres) ReserveControls(ctx context.Context, partner, name string, n int) (int64, error) {
+	if err := checkReserve(partner, name, n); err != nil {
+		return 0, err
 	}
 	var v int64
-	err := p.pool.QueryRow(ctx, `INSERT INTO counters (partner, name, value, updated_at) VALUES ($1, $2, 1, $3)
+	err := p.pool.QueryRow(ctx, `INSERT INTO counters (partner, name, value, updated_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (partner, name) DO UPDATE
-		SET value = CASE WHEN counters.value >= $4 THEN 1 ELSE counters.value + 1 END, updated_at = excluded.updated_at
-		RETURNING value`, partner, name, p.now(), int64(MaxControl)).Scan(&v)
+		SET value = CASE WHEN counters.value > $5 THEN excluded.value ELSE counters.value + excluded.value END, updated_at = excluded.updated_at
+		RETURNING value`, partner, name, int64(n), p.now(), int64(MaxControl-n)).Scan(&v)
 	if err != nil {
 		return 0, fmt.Errorf("spool: next control %s/%s: %w", partner, name, err)
 	}
-	return v, nil
+	return v - int64(n) + 1, nil
 }
 
 // ---- Polls ----

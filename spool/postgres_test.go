@@ -185,7 +185,7 @@ func TestPostgresConcurrentInterchange(t *testing.T) {
 	var wg sync.WaitGroup
 	for i, s := range nodes {
 		wg.Go(func() {
-			x, err := s.AddInterchange(t.Context(), spool.NewInterchange{FileID: ids[i], Control: "000000042"})
+			x, _, err := s.AddInterchange(t.Context(), spool.NewInterchange{FileID: ids[i], Control: "000000042"})
 			if err != nil {
 				t.Error(err)
 			}
@@ -394,6 +394,15 @@ func TestPostgresCounterWraps(t *testing.T) {
 	for _, want := range []int64{spool.MaxControl, 1, 2} {
 		if v, err := s.NextControl(t.Context(), "acme", "isa"); err != nil || v != want {
 			t.Errorf("NextControl = %d %v, want %d", v, err, want)
+		}
+	}
+	// A block that does not fit before the maximum starts again at 1.
+	if _, err := pgRaw(t).Exec(t.Context(), "UPDATE counters SET value = $1 WHERE partner = 'acme'", spool.MaxControl-5); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []int64{spool.MaxControl - 4, 1, 5} {
+		if v, err := s.ReserveControls(t.Context(), "acme", "isa", 4); err != nil || v != want {
+			t.Errorf("ReserveControls(4) = %d %v, want %d", v, err, want)
 		}
 	}
 }

@@ -567,7 +567,7 @@ func (s *SQLite) AddFile(ctx context.Context, nf NewFile) (File, error) {
 	if nf.Direction != Inbound && nf.Direction != Outbound {
 		return File{}, fmt.Errorf("spool: add file: %w: direction %q", ErrInvalid, nf.Direction)
 	}
-	if err := checkJSON("meta", nf.Meta); err != nil {
+	if err := errors.Join(checkJSON("meta", nf.Meta), nf.Lease.check()); err != nil {
 		return File{}, fmt.Errorf("spool: add file: %w", err)
 	}
 	actor := cmp.Or(nf.Actor, "system")
@@ -595,11 +595,16 @@ func (s *SQLite) AddFile(ctx context.Context, nf NewFile) (File, error) {
 		if dupOf != "" {
 			state, msg = StateDuplicate, "same content as "+dupOf
 		}
+		lease := nf.Lease
+		if state == StateDuplicate {
+			lease = Lease{}
+		}
 		f, err = scanFile(tx.QueryRowContext(ctx, `INSERT INTO files (id, partner, channel, direction, name, remote_path, sha256, size,
-			received_at, duplicate_of, meta, state, next_attempt_at, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+fileCols,
+			received_at, duplicate_of, meta, state, next_attempt_at, created_at, updated_at, lease_owner, lease_until)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+fileCols,
 			id, nf.Partner, nf.Channel, nf.Direction, nf.Name, nf.RemotePath, nf.Blob.SHA256, nf.Blob.Size,
-			micros(received), nullString(dupOf), nullJSON(nf.Meta), state, micros(now), micros(now), micros(now)))
+			micros(received), nullString(dupOf), nullJSON(nf.Meta), state, micros(now), micros(now), micros(now),
+			lease.Owner, micros(lease.until(now))))
 		if err != nil {
 			return err
 		}
@@ -612,137 +617,155 @@ func (s *SQLite) AddFile(ctx context.Context, nf NewFile) (File, error) {
 }
 
 // AddInterchange implements [Recorder].
-func (s *SQLite) AddInterchange(ctx context.Context, ni NewInterchange) (Interchange, error) {
-	if ni.FileID.Kind() != KindFile || ni.Seq < 0 || ni.Control == "" {
-		return Interchange{}, fmt.Errorf("spool: add interchange: %w: file id, seq >= 0 and control are required", ErrInvalid)
+func (s *SQLite) AddInterchange(ctx context.Context, ni NewInterchange) (Interchange, []Document, error) {
+	if err := ni.check(); err != nil {
+		return Interchange{}, nil, fmt.Errorf("spool: add interchange: %w", err)
 	}
-	if err := checkJSON("meta", ni.Meta); err != nil {
-		return Interchange{}, fmt.Errorf("spool: add interchange: %w", err)
-	}
-	var x Interchange
+	var (
+		x    Interchange
+		docs []Document
+	)
 	err := s.write(ctx, func(tx *wtx, now time.Time) error {
 		var err error
-		x, err = scanInterchange(tx.QueryRowContext(ctx, "SELECT "+ixCols+" FROM interchanges WHERE file_id = ? AND seq = ?", ni.FileID, ni.Seq))
-		if err == nil {
-			return nil // added before: a re-run of the same stage
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		if x, err = s.addInterchange(ctx, tx, now, ni); err != nil || x.State == StateDuplicate {
 			return err
 		}
-		var partner string
-		var received int64
-		if err := tx.QueryRowContext(ctx, "SELECT partner, received_at FROM files WHERE id = ?", ni.FileID).Scan(&partner, &received); err != nil {
-			return notFound(err, ni.FileID)
-		}
-		state, dupOf, msg := StateParsed, "", ""
-		if ni.Rejected {
-			state = StateRejected
-		} else if !ni.NoDedupe {
-			q := "SELECT id FROM interchanges WHERE partner = ? AND control = ? AND state = 'parsed' AND received_at <= ?"
-			args := []any{partner, ni.Control, received}
-			if ni.DedupeWindow > 0 {
-				q += " AND received_at >= ?"
-				args = append(args, received-ni.DedupeWindow.Microseconds())
+		docs = docs[:0]
+		for _, nd := range ni.Documents {
+			nd.FileID, nd.InterchangeID = ni.FileID, x.ID
+			d, err := s.addDocument(ctx, tx, now, nd)
+			if err != nil {
+				return fmt.Errorf("document %d: %w", nd.Seq, err)
 			}
-			err := tx.QueryRowContext(ctx, q+" ORDER BY received_at, id LIMIT 1", args...).Scan(&dupOf)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("dedupe: %w", err)
+			docs = append(docs, d)
+		}
+		if ni.Ack.Kind != "" && x.Ack.Kind == "" {
+			if err := setAck(ctx, tx, now, x.ID, ni.Ack, Options{Actor: "system"}); err != nil {
+				return err
 			}
-			if dupOf != "" {
-				state, msg = StateDuplicate, "interchange control "+ni.Control+" already received in "+dupOf
-			}
+			x.Ack = ni.Ack
+			x.Ack.At = cmpOrTime(norm(ni.Ack.At), now)
 		}
-		id, err := NewID(KindInterchange, now)
-		if err != nil {
-			return err
-		}
-		x, err = scanInterchange(tx.QueryRowContext(ctx, `INSERT INTO interchanges (id, file_id, seq, partner, control, sender, receiver,
-			version, state, duplicate_of, received_at, meta, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+ixCols,
-			id, ni.FileID, ni.Seq, partner, ni.Control, ni.Sender, ni.Receiver, ni.Version, state, nullString(dupOf), received,
-			nullJSON(ni.Meta), micros(now), micros(now)))
-		if err != nil {
-			return err
-		}
-		return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: "system", Kind: EventCreated, To: state, Message: msg})
+		return nil
 	})
 	if err != nil {
-		return Interchange{}, fmt.Errorf("spool: add interchange to %s: %w", ni.FileID, err)
+		return Interchange{}, nil, fmt.Errorf("spool: add interchange to %s: %w", ni.FileID, err)
 	}
-	return x, nil
+	return x, docs, nil
+}
+
+// addInterchange records the interchange, or returns the one recorded
+// before at its position.
+func (s *SQLite) addInterchange(ctx context.Context, tx *wtx, now time.Time, ni NewInterchange) (Interchange, error) {
+	x, err := scanInterchange(tx.QueryRowContext(ctx, "SELECT "+ixCols+" FROM interchanges WHERE file_id = ? AND seq = ?", ni.FileID, ni.Seq))
+	if err == nil {
+		return x, nil // added before: a re-run of the same stage
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return x, err
+	}
+	var partner string
+	var received int64
+	if err := tx.QueryRowContext(ctx, "SELECT partner, received_at FROM files WHERE id = ?", ni.FileID).Scan(&partner, &received); err != nil {
+		return x, notFound(err, ni.FileID)
+	}
+	state, dupOf, msg := StateParsed, "", ""
+	if ni.Rejected {
+		state = StateRejected
+	} else if !ni.NoDedupe {
+		q := "SELECT id FROM interchanges WHERE partner = ? AND control = ? AND state = 'parsed' AND received_at <= ?"
+		args := []any{partner, ni.Control, received}
+		if ni.DedupeWindow > 0 {
+			q += " AND received_at >= ?"
+			args = append(args, received-ni.DedupeWindow.Microseconds())
+		}
+		err := tx.QueryRowContext(ctx, q+" ORDER BY received_at, id LIMIT 1", args...).Scan(&dupOf)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return x, fmt.Errorf("dedupe: %w", err)
+		}
+		if dupOf != "" {
+			state, msg = StateDuplicate, "interchange control "+ni.Control+" already received in "+dupOf
+		}
+	}
+	id, err := NewID(KindInterchange, now)
+	if err != nil {
+		return x, err
+	}
+	x, err = scanInterchange(tx.QueryRowContext(ctx, `INSERT INTO interchanges (id, file_id, seq, partner, control, sender, receiver,
+		version, state, duplicate_of, received_at, meta, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+ixCols,
+		id, ni.FileID, ni.Seq, partner, ni.Control, ni.Sender, ni.Receiver, ni.Version, state, nullString(dupOf), received,
+		nullJSON(ni.Meta), micros(now), micros(now)))
+	if err != nil {
+		return x, err
+	}
+	return x, insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: "system", Kind: EventCreated, To: state, Message: msg})
 }
 
 // AddDocument implements [Recorder].
 func (s *SQLite) AddDocument(ctx context.Context, nd NewDocument) (Document, error) {
-	if nd.FileID.Kind() != KindFile || nd.Seq < 0 || nd.Type == "" {
-		return Document{}, fmt.Errorf("spool: add document: %w: file id, seq >= 0 and type are required", ErrInvalid)
-	}
-	if nd.InterchangeID != "" && nd.InterchangeID.Kind() != KindInterchange {
-		return Document{}, fmt.Errorf("spool: add document: %w: %q is not an interchange id", ErrInvalid, nd.InterchangeID)
-	}
-	state := cmp.Or(nd.State, StateParsed)
-	if err := checkState(state); err != nil || state == StateRetrying {
-		return Document{}, fmt.Errorf("spool: add document: %w: cannot start in state %q", ErrInvalid, state)
-	}
-	if err := checkJSON("meta", nd.Meta); err != nil {
+	if _, err := nd.check(); err != nil {
 		return Document{}, fmt.Errorf("spool: add document: %w", err)
-	}
-	if !nd.Mapped.IsZero() {
-		if err := nd.Mapped.Check(); err != nil {
-			return Document{}, fmt.Errorf("spool: add document: %w: mapped blob: %v", ErrInvalid, err)
-		}
 	}
 	var d Document
 	err := s.write(ctx, func(tx *wtx, now time.Time) error {
 		var err error
-		d, err = scanDocument(tx.QueryRowContext(ctx, "SELECT "+docCols+" FROM documents WHERE file_id = ? AND seq = ?", nd.FileID, nd.Seq))
-		if err == nil {
-			return nil // added before
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		var partner string
-		if err := tx.QueryRowContext(ctx, "SELECT partner FROM files WHERE id = ?", nd.FileID).Scan(&partner); err != nil {
-			return notFound(err, nd.FileID)
-		}
-		if nd.InterchangeID != "" {
-			var fileID ID
-			if err := tx.QueryRowContext(ctx, "SELECT file_id FROM interchanges WHERE id = ?", nd.InterchangeID).Scan(&fileID); err != nil {
-				return notFound(err, nd.InterchangeID)
-			}
-			if fileID != nd.FileID {
-				return fmt.Errorf("%w: interchange %s belongs to %s", ErrInvalid, nd.InterchangeID, fileID)
-			}
-		}
-		id, err := NewID(KindDocument, now)
-		if err != nil {
-			return err
-		}
-		d, err = scanDocument(tx.QueryRowContext(ctx, `INSERT INTO documents (id, file_id, interchange_id, seq, partner, type,
-			group_control, set_control, business_key, idempotency_key, meta, state, last_error, next_attempt_at, created_at, updated_at,
-			mapped_sha256, mapped_size)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+docCols,
-			id, nd.FileID, nullString(string(nd.InterchangeID)), nd.Seq, partner, nd.Type, nd.GroupControl, nd.SetControl,
-			nd.BusinessKey, nd.IdempotencyKey, nullJSON(nd.Meta), state, nd.Reason, micros(now), micros(now), micros(now),
-			nd.Mapped.SHA256, nd.Mapped.Size))
-		if err != nil {
-			return err
-		}
-		for _, ref := range nd.Refs {
-			if ref == "" || ref == nd.BusinessKey {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO document_refs (document_id, ref) VALUES (?, ?)", id, ref); err != nil {
-				return err
-			}
-		}
-		return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: cmp.Or(nd.Actor, "system"), Kind: EventCreated, To: state, Message: nd.Reason})
+		d, err = s.addDocument(ctx, tx, now, nd)
+		return err
 	})
 	if err != nil {
 		return Document{}, fmt.Errorf("spool: add document to %s: %w", nd.FileID, err)
 	}
 	return d, nil
+}
+
+// addDocument records a checked document, or returns the one recorded
+// before at its position.
+func (s *SQLite) addDocument(ctx context.Context, tx *wtx, now time.Time, nd NewDocument) (Document, error) {
+	d, err := scanDocument(tx.QueryRowContext(ctx, "SELECT "+docCols+" FROM documents WHERE file_id = ? AND seq = ?", nd.FileID, nd.Seq))
+	if err == nil {
+		return d, nil // added before
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return d, err
+	}
+	var partner string
+	if err := tx.QueryRowContext(ctx, "SELECT partner FROM files WHERE id = ?", nd.FileID).Scan(&partner); err != nil {
+		return d, notFound(err, nd.FileID)
+	}
+	if nd.InterchangeID != "" {
+		var fileID ID
+		if err := tx.QueryRowContext(ctx, "SELECT file_id FROM interchanges WHERE id = ?", nd.InterchangeID).Scan(&fileID); err != nil {
+			return d, notFound(err, nd.InterchangeID)
+		}
+		if fileID != nd.FileID {
+			return d, fmt.Errorf("%w: interchange %s belongs to %s", ErrInvalid, nd.InterchangeID, fileID)
+		}
+	}
+	id, err := NewID(KindDocument, now)
+	if err != nil {
+		return d, err
+	}
+	state := cmp.Or(nd.State, StateParsed)
+	d, err = scanDocument(tx.QueryRowContext(ctx, `INSERT INTO documents (id, file_id, interchange_id, seq, partner, type,
+		group_control, set_control, business_key, idempotency_key, meta, state, last_error, next_attempt_at, created_at, updated_at,
+		mapped_sha256, mapped_size, lease_owner, lease_until)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+docCols,
+		id, nd.FileID, nullString(string(nd.InterchangeID)), nd.Seq, partner, nd.Type, nd.GroupControl, nd.SetControl,
+		nd.BusinessKey, nd.IdempotencyKey, nullJSON(nd.Meta), state, nd.Reason, micros(now), micros(now), micros(now),
+		nd.Mapped.SHA256, nd.Mapped.Size, nd.Lease.Owner, micros(nd.Lease.until(now))))
+	if err != nil {
+		return d, err
+	}
+	for _, ref := range nd.Refs {
+		if ref == "" || ref == nd.BusinessKey {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO document_refs (document_id, ref) VALUES (?, ?)", id, ref); err != nil {
+			return d, err
+		}
+	}
+	return d, insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: cmp.Or(nd.Actor, "system"), Kind: EventCreated, To: state, Message: nd.Reason})
 }
 
 // SetInterchangeAck implements [Recorder].
@@ -755,25 +778,27 @@ func (s *SQLite) SetInterchangeAck(ctx context.Context, id ID, a Ack, opts ...Op
 		err = a.Blob.Check()
 	}
 	if err == nil {
-		err = s.write(ctx, func(tx *wtx, now time.Time) error {
-			at := cmpOrTime(norm(a.At), now)
-			res, err := tx.ExecContext(ctx, `UPDATE interchanges SET ack_kind = ?, ack_status = ?, ack_control = ?, ack_sha256 = ?,
-				ack_size = ?, ack_at = ?, updated_at = ? WHERE id = ?`,
-				a.Kind, a.Status, a.Control, a.Blob.SHA256, a.Blob.Size, micros(at), micros(now), id)
-			if err := oneRow(res, err, id); err != nil {
-				return err
-			}
-			detail := o.Detail
-			if detail == nil {
-				detail, _ = json.Marshal(map[string]string{"kind": a.Kind, "status": a.Status, "control": a.Control})
-			}
-			return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventAck, Message: o.Reason, Detail: detail})
-		})
+		err = s.write(ctx, func(tx *wtx, now time.Time) error { return setAck(ctx, tx, now, id, a, o) })
 	}
 	if err != nil {
 		return fmt.Errorf("spool: set ack of %s: %w", id, err)
 	}
 	return nil
+}
+
+func setAck(ctx context.Context, tx *wtx, now time.Time, id ID, a Ack, o Options) error {
+	at := cmpOrTime(norm(a.At), now)
+	res, err := tx.ExecContext(ctx, `UPDATE interchanges SET ack_kind = ?, ack_status = ?, ack_control = ?, ack_sha256 = ?,
+		ack_size = ?, ack_at = ?, updated_at = ? WHERE id = ?`,
+		a.Kind, a.Status, a.Control, a.Blob.SHA256, a.Blob.Size, micros(at), micros(now), id)
+	if err := oneRow(res, err, id); err != nil {
+		return err
+	}
+	detail := o.Detail
+	if detail == nil {
+		detail, _ = json.Marshal(map[string]string{"kind": a.Kind, "status": a.Status, "control": a.Control})
+	}
+	return insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: o.Actor, Kind: EventAck, Message: o.Reason, Detail: detail})
 }
 
 // SetDocumentMapped implements [Recorder].
@@ -1304,20 +1329,32 @@ func list[T any](ctx context.Context, db *sql.DB, q string, args []any, scan fun
 
 // NextControl implements [Counters].
 func (s *SQLite) NextControl(ctx context.Context, partner, name string) (int64, error) {
-	if partner == "" || name == "" {
-		return 0, fmt.Errorf("spool: next control: %w: partner and name are required", ErrInvalid)
+	return s.ReserveControls(ctx, partner, name, 1)
+}
+
+// ReserveControls implements [Counters].
+func (s *SQLite) ReserveControls(ctx context.Context, partner, name string, n int) (int64, error) {
+	if err := checkReserve(partner, name, n); err != nil {
+		return 0, err
 	}
 	var v int64
 	err := s.write(ctx, func(tx *wtx, now time.Time) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO counters (partner, name, value, updated_at) VALUES (?, ?, 1, ?)
+		return tx.QueryRowContext(ctx, `INSERT INTO counters (partner, name, value, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (partner, name) DO UPDATE
-			SET value = CASE WHEN value >= ? THEN 1 ELSE value + 1 END, updated_at = excluded.updated_at
-			RETURNING value`, partner, name, micros(now), MaxControl).Scan(&v)
+			SET value = CASE WHEN value > ? THEN excluded.value ELSE value + excluded.value END, updated_at = excluded.updated_at
+			RETURNING value`, partner, name, n, micros(now), MaxControl-n).Scan(&v)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("spool: next control %s/%s: %w", partner, name, err)
 	}
-	return v, nil
+	return v - int64(n) + 1, nil
+}
+
+func checkReserve(partner, name string, n int) error {
+	if partner == "" || name == "" || n < 1 || n > 1000 {
+		return fmt.Errorf("spool: next control: %w: partner, name and 1 <= n <= 1000 are required", ErrInvalid)
+	}
+	return nil
 }
 
 func cmpOrTime(t, def time.Time) time.Time {

@@ -117,6 +117,15 @@ func TestSQLiteCounterWraps(t *testing.T) {
 			t.Errorf("NextControl = %d %v, want %d", v, err, want)
 		}
 	}
+	// A block that does not fit before the maximum starts again at 1.
+	if _, err := raw(t, path).Exec("UPDATE counters SET value = ? WHERE partner = 'acme'", spool.MaxControl-5); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []int64{spool.MaxControl - 4, 1, 5} {
+		if v, err := s.ReserveControls(t.Context(), "acme", "isa", 4); err != nil || v != want {
+			t.Errorf("ReserveControls(4) = %d %v, want %d", v, err, want)
+		}
+	}
 }
 
 func TestSQLiteRefusesNewerSchema(t *testing.T) {

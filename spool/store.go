@@ -40,7 +40,13 @@ type Recorder interface {
 	// operation: recording and claiming at once is what makes it safe to run
 	// twice.) A rejected original does not count: partners resend a corrected
 	// interchange under the same control number.
-	AddInterchange(ctx context.Context, ix NewInterchange) (Interchange, error)
+	//
+	// The interchange's documents (NewInterchange.Documents) and ack
+	// (NewInterchange.Ack) are recorded in the same transaction, so a parse
+	// stage costs one write; on a re-run, documents already recorded are
+	// returned as they are and a stored ack is kept. A duplicate gets
+	// neither, and no documents are returned.
+	AddInterchange(ctx context.Context, ix NewInterchange) (Interchange, []Document, error)
 
 	// AddDocument records a document, idempotently per (FileID, Seq).
 	AddDocument(ctx context.Context, d NewDocument) (Document, error)
@@ -132,6 +138,13 @@ type Counters interface {
 	// receivers' duplicate windows are far shorter than a billion
 	// interchanges.
 	NextControl(ctx context.Context, partner, name string) (int64, error)
+
+	// ReserveControls takes n (1 <= n <= 1000) consecutive numbers of the
+	// counter in one write and returns the first, for a caller that hands
+	// them out itself. Numbers it has not handed out when it stops are
+	// skipped, never reused. A block does not wrap: when fewer than n
+	// numbers are left before MaxControl, the block is 1..n.
+	ReserveControls(ctx context.Context, partner, name string, n int) (first int64, err error)
 }
 
 // MaxControl is the largest number NextControl returns before wrapping to 1.

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,6 +130,32 @@ type NewFile struct {
 	DedupeWindow time.Duration
 	NoDedupe     bool
 	Actor        string // for the "created" event; default "system"
+	// Lease creates the file already leased (not when it is a duplicate).
+	Lease Lease
+}
+
+// Lease, when Owner is set, creates a record already leased to Owner for
+// For: the caller hands the work to its own worker in memory instead of
+// making it claim it (a write saved per record). If that worker dies the
+// lease expires and any worker claims the record, as after a claim.
+type Lease struct {
+	Owner string
+	For   time.Duration
+}
+
+func (l Lease) check() error {
+	if l.Owner != "" && l.For <= 0 {
+		return fmt.Errorf("%w: a lease needs a positive duration", ErrInvalid)
+	}
+	return nil
+}
+
+// until is the lease's expiry (0, none, without an owner).
+func (l Lease) until(now time.Time) time.Time {
+	if l.Owner == "" {
+		return time.Time{}
+	}
+	return now.Add(l.For)
 }
 
 // Interchange is one ISA..IEA envelope of a file.
@@ -169,6 +196,14 @@ type NewInterchange struct {
 	// before this one's; 0 means at any time. NoDedupe turns it off.
 	DedupeWindow time.Duration
 	NoDedupe     bool
+	// Documents are the interchange's sets, added in the same transaction
+	// as by AddDocument (FileID and InterchangeID are filled in), unless the
+	// interchange is a duplicate.
+	Documents []NewDocument
+	// Ack, if Kind is set, is stored in the same transaction as by
+	// SetInterchangeAck, unless the interchange is a duplicate or already
+	// has an ack (a re-run keeps the first).
+	Ack Ack
 }
 
 // Ack is the functional acknowledgement of an interchange: the one sent for
@@ -226,6 +261,58 @@ type NewDocument struct {
 	Reason string
 	Meta   json.RawMessage
 	Actor  string
+	// Lease creates the document already leased.
+	Lease Lease
+}
+
+// check validates nd as AddDocument does and returns its starting state.
+func (nd *NewDocument) check() (State, error) {
+	if nd.FileID.Kind() != KindFile || nd.Seq < 0 || nd.Type == "" {
+		return "", fmt.Errorf("%w: file id, seq >= 0 and type are required", ErrInvalid)
+	}
+	if nd.InterchangeID != "" && nd.InterchangeID.Kind() != KindInterchange {
+		return "", fmt.Errorf("%w: %q is not an interchange id", ErrInvalid, nd.InterchangeID)
+	}
+	state := cmp.Or(nd.State, StateParsed)
+	if err := checkState(state); err != nil || state == StateRetrying {
+		return "", fmt.Errorf("%w: cannot start in state %q", ErrInvalid, state)
+	}
+	if err := checkJSON("meta", nd.Meta); err != nil {
+		return "", err
+	}
+	if !nd.Mapped.IsZero() {
+		if err := nd.Mapped.Check(); err != nil {
+			return "", fmt.Errorf("%w: mapped blob: %v", ErrInvalid, err)
+		}
+	}
+	return state, nd.Lease.check()
+}
+
+// check validates ni as AddInterchange does, with its documents and ack.
+func (ni *NewInterchange) check() error {
+	if ni.FileID.Kind() != KindFile || ni.Seq < 0 || ni.Control == "" {
+		return fmt.Errorf("%w: file id, seq >= 0 and control are required", ErrInvalid)
+	}
+	if err := checkJSON("meta", ni.Meta); err != nil {
+		return err
+	}
+	if !ni.Ack.Blob.IsZero() {
+		if err := ni.Ack.Blob.Check(); err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
+	}
+	for _, nd := range ni.Documents {
+		if nd.FileID == "" {
+			nd.FileID = ni.FileID
+		}
+		if nd.FileID != ni.FileID || nd.InterchangeID != "" {
+			return fmt.Errorf("%w: document %d belongs to another file or interchange", ErrInvalid, nd.Seq)
+		}
+		if _, err := nd.check(); err != nil {
+			return fmt.Errorf("document %d: %w", nd.Seq, err)
+		}
+	}
+	return nil
 }
 
 // Response is the ERP's answer to a delivery.

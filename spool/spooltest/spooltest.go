@@ -52,6 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) spool.Store) {
 		{"DuplicateByHash", testDuplicateByHash},
 		{"DuplicateInterchange", testDuplicateInterchange},
 		{"IdempotentAdds", testIdempotentAdds},
+		{"InterchangeWithDocuments", testInterchangeWithDocuments},
+		{"LeasedAtCreation", testLeasedAtCreation},
 		{"Results", testResults},
 		{"Events", testEvents},
 		{"Counters", testCounters},
@@ -496,7 +498,7 @@ func testNotFound(t *testing.T, h harness) {
 	wantErr(t, s.AddEvent(ctx, spool.Event{Subject: ghostFile, Kind: spool.EventNote}), spool.ErrNotFound, "AddEvent")
 	_, err = s.AddDocument(ctx, spool.NewDocument{FileID: ghostFile, Type: "850"})
 	wantErr(t, err, spool.ErrNotFound, "AddDocument to a missing file")
-	_, err = s.AddInterchange(ctx, spool.NewInterchange{FileID: ghostFile, Control: "1"})
+	_, _, err = s.AddInterchange(ctx, spool.NewInterchange{FileID: ghostFile, Control: "1"})
 	wantErr(t, err, spool.ErrNotFound, "AddInterchange to a missing file")
 	wantErr(t, s.SetDocumentResult(ctx, ghostDoc, spool.Response{Status: 200}), spool.ErrNotFound, "SetDocumentResult")
 	wantErr(t, s.SetInterchangeAck(ctx, ghostIx, spool.Ack{Kind: "997"}), spool.ErrNotFound, "SetInterchangeAck")
@@ -923,7 +925,7 @@ func testDuplicateInterchange(t *testing.T, h harness) {
 	}
 	addIx := func(f spool.File, seq int, control string, window time.Duration, rejected bool) spool.Interchange {
 		t.Helper()
-		x, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Seq: seq, Control: control, Sender: "ZZ:ACME", Receiver: "ZZ:US",
+		x, _, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Seq: seq, Control: control, Sender: "ZZ:ACME", Receiver: "ZZ:US",
 			Version: "00401", DedupeWindow: window, Rejected: rejected})
 		if err != nil {
 			t.Fatal(err)
@@ -978,7 +980,7 @@ func testDuplicateInterchange(t *testing.T, h harness) {
 	res := make([]spool.Interchange, 2)
 	for i, f := range []spool.File{f1, f2} {
 		wg.Go(func() {
-			x, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: "000000777"})
+			x, _, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: "000000777"})
 			if err != nil {
 				t.Error(err)
 			}
@@ -1005,7 +1007,7 @@ func testIdempotentAdds(t *testing.T, h harness) {
 	s := h.store(t)
 	ctx := t.Context()
 	f := addFile(t, s, "acme")
-	x, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: "000000001"})
+	x, _, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: "000000001"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1038,7 +1040,7 @@ func testResults(t *testing.T, h harness) {
 	s := h.store(t)
 	ctx := t.Context()
 	f := addFile(t, s, "acme")
-	x, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: "000000009", Meta: json.RawMessage(`{"isa09":"250304"}`)})
+	x, _, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: "000000009", Meta: json.RawMessage(`{"isa09":"250304"}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1210,6 +1212,22 @@ func testCounters(t *testing.T, h harness) {
 	}
 	_, err := s.NextControl(ctx, "", "isa")
 	wantErr(t, err, spool.ErrInvalid, "counter without partner")
+
+	// Blocks: consecutive, shared with NextControl, never overlapping.
+	next := int64(5 + goroutines*each)
+	if v, err := s.ReserveControls(ctx, "acme", "isa", 10); err != nil || v != next {
+		t.Errorf("ReserveControls(10) = %d %v, want %d", v, err, next)
+	}
+	if v, err := s.NextControl(ctx, "acme", "isa"); err != nil || v != next+10 {
+		t.Errorf("NextControl after a block = %d %v, want %d", v, err, next+10)
+	}
+	if v, err := s.ReserveControls(ctx, "initech", "ack", 16); err != nil || v != 1 {
+		t.Errorf("first block of a new counter starts at %d (%v), want 1", v, err)
+	}
+	for _, n := range []int{0, 1001} {
+		_, err = s.ReserveControls(ctx, "acme", "isa", n)
+		wantErr(t, err, spool.ErrInvalid, fmt.Sprintf("a block of %d", n))
+	}
 }
 
 func testDurability(t *testing.T, h harness) {
@@ -1217,7 +1235,7 @@ func testDurability(t *testing.T, h harness) {
 	ctx := t.Context()
 	f := addFile(t, s, "acme")
 	mustTransition(t, s, f.ID, spool.StateReceived, spool.StateParsed)
-	x, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: "000000005", Sender: "ZZ:ACME", Receiver: "ZZ:US", Version: "00501"})
+	x, _, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: "000000005", Sender: "ZZ:ACME", Receiver: "ZZ:US", Version: "00501"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1375,11 +1393,11 @@ func testListDocuments(t *testing.T, h harness) {
 	ctx := t.Context()
 	f := addFile(t, s, "acme")
 	g := addFile(t, s, "globex")
-	xa, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: "000000300"})
+	xa, _, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: "000000300"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	xg, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: g.ID, Control: "000000301"})
+	xg, _, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: g.ID, Control: "000000301"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1572,4 +1590,143 @@ func RunBlobs(t *testing.T, open func(t *testing.T) spool.Blobs) {
 			wantErr(t, err, spool.ErrInvalid, "Stat "+bad)
 		}
 	})
+}
+
+// An interchange recorded with its documents and ack: one transaction, all
+// or nothing, idempotent on a re-run, nothing for a duplicate.
+func testInterchangeWithDocuments(t *testing.T, h harness) {
+	s := h.store(t)
+	ctx := t.Context()
+	f := addFile(t, s, "acme")
+	ack := spool.Ack{Kind: "999", Status: "A", Control: "000000007", Blob: ref("999 #7")}
+	ni := spool.NewInterchange{FileID: f.ID, Control: "000000123", Ack: ack, Documents: []spool.NewDocument{
+		{Seq: 0, Type: "856", SetControl: "0001", State: spool.StateMapped, Mapped: ref("{}"), BusinessKey: "ASN-1", Refs: []string{"PO-1"}},
+		{Seq: 1, Type: "856", SetControl: "0002", State: spool.StateRejected, Reason: "IK5*R"},
+	}}
+	x, docs, err := s.AddInterchange(ctx, ni)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.State != spool.StateParsed || x.Ack.Kind != "999" || x.Ack.Control != "000000007" || x.Ack.At.IsZero() {
+		t.Errorf("interchange: %+v", x)
+	}
+	if len(docs) != 2 {
+		t.Fatalf("%d documents, want 2", len(docs))
+	}
+	for i, d := range docs {
+		if d.InterchangeID != x.ID || d.FileID != f.ID || d.Seq != i || d.Partner != "acme" {
+			t.Errorf("document %d: %+v", i, d)
+		}
+	}
+	if docs[0].State != spool.StateMapped || docs[0].Mapped != ref("{}") || docs[1].State != spool.StateRejected || docs[1].Work.LastError != "IK5*R" {
+		t.Errorf("document states: %s %s %q", docs[0].State, docs[1].State, docs[1].Work.LastError)
+	}
+	got, err := s.GetInterchange(ctx, x.ID)
+	if err != nil || got.Ack.Control != "000000007" || got.Ack.Blob != ack.Blob {
+		t.Errorf("stored ack: %+v %v", got.Ack, err)
+	}
+	if kinds := eventKinds(t, s, x.ID); !slices.Equal(kinds, []spool.EventKind{spool.EventCreated, spool.EventAck}) {
+		t.Errorf("interchange events %v", kinds)
+	}
+	if found, _, err := s.ListDocuments(ctx, spool.DocumentFilter{Ref: "PO-1"}); err != nil || len(found) != 1 || found[0].ID != docs[0].ID {
+		t.Errorf("by ref: %v %v", found, err)
+	}
+
+	// A re-run (another ack, as a re-run would make) changes nothing.
+	ni.Ack.Control = "000000008"
+	x2, docs2, err := s.AddInterchange(ctx, ni)
+	if err != nil || x2.ID != x.ID || x2.Ack.Control != "000000007" || len(docs2) != 2 || docs2[0].ID != docs[0].ID || docs2[1].ID != docs[1].ID {
+		t.Errorf("re-run: %+v %v %v", x2, docs2, err)
+	}
+	if all, _, err := s.ListDocuments(ctx, spool.DocumentFilter{FileID: f.ID}); err != nil || len(all) != 2 {
+		t.Errorf("documents after a re-run: %d %v", len(all), err)
+	}
+
+	// The same control number in another file: a duplicate, with neither
+	// documents nor ack.
+	g := addFile(t, s, "acme")
+	ni.FileID = g.ID
+	dup, ddocs, err := s.AddInterchange(ctx, ni)
+	if err != nil || dup.State != spool.StateDuplicate || dup.DuplicateOf != x.ID || len(ddocs) != 0 || dup.Ack.Kind != "" {
+		t.Errorf("duplicate: %+v %v %v", dup, ddocs, err)
+	}
+	if all, _, err := s.ListDocuments(ctx, spool.DocumentFilter{FileID: g.ID}); err != nil || len(all) != 0 {
+		t.Errorf("a duplicate's documents: %d %v", len(all), err)
+	}
+
+	// A bad document fails the whole interchange.
+	h2 := addFile(t, s, "acme")
+	_, _, err = s.AddInterchange(ctx, spool.NewInterchange{FileID: h2.ID, Control: "000000124", Documents: []spool.NewDocument{
+		{Seq: 0, Type: "850"}, {Seq: 1, Type: ""},
+	}})
+	wantErr(t, err, spool.ErrInvalid, "document without a type")
+	// And a failure inside the transaction leaves nothing behind.
+	_, _, err = s.AddInterchange(ctx, spool.NewInterchange{FileID: h2.ID, Control: "000000124", Documents: []spool.NewDocument{
+		{Seq: 0, Type: "850"}, {Seq: 1, Type: "850", Mapped: ref("x"), Lease: spool.Lease{Owner: "w"}},
+	}})
+	wantErr(t, err, spool.ErrInvalid, "a lease without a duration")
+	if ixs, err := s.ListInterchanges(ctx, h2.ID); err != nil || len(ixs) != 0 {
+		t.Errorf("interchanges after a failed add: %d %v", len(ixs), err)
+	}
+}
+
+func eventKinds(t *testing.T, s spool.Store, id spool.ID) []spool.EventKind {
+	t.Helper()
+	var kinds []spool.EventKind
+	for _, e := range events(t, s, id) {
+		kinds = append(kinds, e.Kind)
+	}
+	return kinds
+}
+
+// A record created leased is not claimable by others until the lease
+// expires; its owner moves it on without a claim.
+func testLeasedAtCreation(t *testing.T, h harness) {
+	s := h.store(t)
+	ctx := t.Context()
+	const lease = 300 * time.Millisecond
+	f, err := s.AddFile(ctx, spool.NewFile{Partner: "acme", Channel: "sftp", Blob: ref(unique()), Lease: spool.Lease{Owner: "node-a", For: lease}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.State != spool.StateReceived || f.Work.LeaseOwner != "node-a" || f.Work.LeaseUntil.IsZero() {
+		t.Fatalf("leased file: %+v", f.Work)
+	}
+	x, docs, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: "000000200", Documents: []spool.NewDocument{
+		{Seq: 0, Type: "850", State: spool.StateMapped, Mapped: ref("{}"), Lease: spool.Lease{Owner: "node-a", For: lease}},
+		{Seq: 1, Type: "850", State: spool.StateMapped, Mapped: ref("{}")},
+	}})
+	if err != nil || x.State != spool.StateParsed || len(docs) != 2 {
+		t.Fatalf("add interchange: %v %v", docs, err)
+	}
+	if docs[0].Work.LeaseOwner != "node-a" || docs[1].Work.LeaseOwner != "" {
+		t.Errorf("document leases: %q %q", docs[0].Work.LeaseOwner, docs[1].Work.LeaseOwner)
+	}
+	if items, err := s.Claim(ctx, spool.KindFile, []spool.State{spool.StateReceived}, "node-b", time.Minute, 10); err != nil || len(items) != 0 {
+		t.Errorf("claimed a file leased at creation: %v %v", claimIDs(items), err)
+	}
+	items, err := s.Claim(ctx, spool.KindDocument, []spool.State{spool.StateMapped}, "node-b", time.Minute, 10)
+	if err != nil || len(items) != 1 || items[0].ID() != docs[1].ID {
+		t.Errorf("claim of documents: %v %v (want only the unleased one)", claimIDs(items), err)
+	}
+	wantErr(t, s.Transition(ctx, f.ID, spool.StateReceived, spool.StateParsed, spool.WithOwner("node-b")), spool.ErrLeaseLost, "transition by a non-owner")
+	mustTransition(t, s, docs[0].ID, spool.StateMapped, spool.StateDelivered, spool.WithOwner("node-a"))
+
+	// The owner died: after the lease, anyone claims the file (a reclaim).
+	time.Sleep(time.Until(f.Work.LeaseUntil) + 50*time.Millisecond)
+	items, err = s.Claim(ctx, spool.KindFile, []spool.State{spool.StateReceived}, "node-b", time.Minute, 10)
+	if err != nil || len(items) != 1 || items[0].ID() != f.ID {
+		t.Fatalf("claim after the lease: %v %v", claimIDs(items), err)
+	}
+	if kinds := eventKinds(t, s, f.ID); kinds[len(kinds)-1] != spool.EventReclaim {
+		t.Errorf("file events %v, want a reclaim last", kinds)
+	}
+
+	// A duplicate is not leased: there is no work on it.
+	dup, err := s.AddFile(ctx, spool.NewFile{Partner: "acme", Channel: "sftp", Blob: f.Blob, Lease: spool.Lease{Owner: "node-a", For: lease}})
+	if err != nil || dup.State != spool.StateDuplicate || dup.Work.LeaseOwner != "" {
+		t.Errorf("duplicate: %+v %v", dup.Work, err)
+	}
+	_, err = s.AddFile(ctx, spool.NewFile{Partner: "acme", Channel: "sftp", Blob: ref(unique()), Lease: spool.Lease{Owner: "node-a"}})
+	wantErr(t, err, spool.ErrInvalid, "a lease without a duration")
 }
