@@ -47,9 +47,13 @@ type Gateway struct {
 	metrics *metrics.Metrics
 	hooks   *webhooks.Dispatcher // nil in CLI processes (OpenPolls)
 
-	wake     chan struct{} // a new file arrived: workers look at once
-	started  time.Time
-	inFlight atomic.Int64 // stages running now (the cluster view)
+	wake chan struct{} // a new file arrived: workers look at once
+	// files and docs hand records this node created to its workers (nil in
+	// CLI processes).
+	files, docs *handoff
+	controls    *controlBlocks // ack control numbers
+	started     time.Time
+	inFlight    atomic.Int64 // stages running now (the cluster view)
 	// archiveFailed is when an archive put last failed (unix ns): stages
 	// then leave archiving to the archive stages for a while.
 	archiveFailed atomic.Int64
@@ -62,6 +66,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	set := g.partners()
+	// Room for a few stages per worker: beyond that, new work waits in the
+	// spool for a claim.
+	g.files, g.docs = newHandoff(max(64, 4*cfg.Workers.Files)), newHandoff(max(64, 4*cfg.Workers.Documents))
 	if g.outbox, err = outbox.New(cfg.Outbox.Dir); err != nil {
 		return nil, err
 	}
@@ -202,18 +209,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go func() { errc <- ignoreClosed(g.sftp.Serve(ln)) }()
 
 	var wg sync.WaitGroup
-	work := func(n int, fn func(context.Context) bool) {
+	work := func(n int, claim func(context.Context) bool, h *handoff, run func(context.Context, spool.Item)) {
 		for i := 0; i < n; i++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				g.loop(ctx, fn)
+				g.loop(ctx, claim, h, run)
 			}()
 		}
 	}
 	g.hooks.Start(ctx, 2)
-	work(g.cfg.Workers.Files, g.claimFiles)
-	work(g.cfg.Workers.Documents, g.claimDocuments)
+	work(g.cfg.Workers.Files, g.claimFiles, g.files, g.runFile)
+	work(g.cfg.Workers.Documents, g.claimDocuments, g.docs, g.runDocument)
 	if g.sched != nil {
 		g.sched.Start()
 	}
@@ -257,6 +264,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.web.Shutdown(sctx)
 	wg.Wait()
+	g.releaseQueued(sctx, g.files)
+	g.releaseQueued(sctx, g.docs)
 	g.hooks.Wait()
 	return errors.Join(runErr, g.store.Close())
 }
@@ -320,15 +329,24 @@ func ignoreClosed(err error) error {
 	return err
 }
 
-// loop runs fn until ctx ends; fn reports whether it found work. Idle
-// workers wait for a wake-up or the poll interval.
-func (g *Gateway) loop(ctx context.Context, fn func(context.Context) bool) {
+// loop runs a worker until ctx ends: work handed over in memory first,
+// then claims; claim reports whether it found work. Idle workers wait for
+// handed-over work, a wake-up or the poll interval.
+func (g *Gateway) loop(ctx context.Context, claim func(context.Context) bool, h *handoff, run func(context.Context, spool.Item)) {
 	for ctx.Err() == nil {
-		if fn(ctx) {
+		select {
+		case it := <-h.queue():
+			g.runHanded(ctx, h, it, run)
+			continue
+		default:
+		}
+		if claim(ctx) {
 			continue
 		}
 		select {
 		case <-ctx.Done():
+		case it := <-h.queue():
+			g.runHanded(ctx, h, it, run)
 		case <-g.wake:
 		case <-time.After(g.cfg.Workers.Poll):
 		}
@@ -348,39 +366,44 @@ func (g *Gateway) claimFiles(ctx context.Context) bool {
 		}
 		return false
 	}
-	g.inFlight.Add(int64(len(items)))
-	defer g.inFlight.Add(-int64(len(items)))
 	for _, it := range items {
-		sctx, cancel := g.stageCtx()
-		f := it.File
-		var err error
-		start := time.Now()
-		switch f.Work.Stage() {
-		case spool.StateReceived:
-			if f.Direction == spool.Outbound {
-				err = g.outboundStage(sctx, f)
-				g.metrics.Since("outbound", start)
-			} else {
-				err = g.fileStage(sctx, f)
-				g.metrics.Since("file", start)
-			}
-		case spool.StateAcked:
-			err = g.fileArchiveStage(sctx, f)
-		case spool.StateDelivered: // an outbound file delivered, not yet archived
-			err = g.outboundStage(sctx, f)
-		case spool.StateArchived: // a worker died between archiving and done
-			err = g.store.Transition(sctx, f.ID, spool.StateArchived, spool.StateDone, g.owner())
-		}
-		if err != nil {
-			g.stageFailed(sctx, f.ID, f.Work, err)
-		}
-		cancel()
+		g.runFile(ctx, it)
 	}
-	select { // documents may be waiting now
+	return true
+}
+
+// runFile runs the stage of a file this node holds the lease of.
+func (g *Gateway) runFile(_ context.Context, it spool.Item) {
+	g.inFlight.Add(1)
+	defer g.inFlight.Add(-1)
+	sctx, cancel := g.stageCtx()
+	defer cancel()
+	f := it.File
+	var err error
+	start := time.Now()
+	switch f.Work.Stage() {
+	case spool.StateReceived:
+		if f.Direction == spool.Outbound {
+			err = g.outboundStage(sctx, f)
+			g.metrics.Since("outbound", start)
+		} else {
+			err = g.fileStage(sctx, f)
+			g.metrics.Since("file", start)
+		}
+	case spool.StateAcked:
+		err = g.fileArchiveStage(sctx, f)
+	case spool.StateDelivered: // an outbound file delivered, not yet archived
+		err = g.outboundStage(sctx, f)
+	case spool.StateArchived: // a worker died between archiving and done
+		err = g.store.Transition(sctx, f.ID, spool.StateArchived, spool.StateDone, g.owner())
+	}
+	if err != nil {
+		g.stageFailed(sctx, f.ID, f.Work, err)
+	}
+	select { // documents may be waiting now (those not handed over)
 	case g.wake <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 func (g *Gateway) claimDocuments(ctx context.Context) bool {
@@ -391,19 +414,24 @@ func (g *Gateway) claimDocuments(ctx context.Context) bool {
 		}
 		return false
 	}
-	g.inFlight.Add(int64(len(items)))
-	defer g.inFlight.Add(-int64(len(items)))
 	for _, it := range items {
-		sctx, cancel := g.stageCtx()
-		start := time.Now()
-		err := g.documentStage(sctx, it.Document)
-		g.metrics.Since("document", start)
-		if err != nil {
-			g.stageFailed(sctx, it.Document.ID, it.Document.Work, err)
-		}
-		cancel()
+		g.runDocument(ctx, it)
 	}
 	return true
+}
+
+// runDocument runs the stage of a document this node holds the lease of.
+func (g *Gateway) runDocument(_ context.Context, it spool.Item) {
+	g.inFlight.Add(1)
+	defer g.inFlight.Add(-1)
+	sctx, cancel := g.stageCtx()
+	defer cancel()
+	start := time.Now()
+	err := g.documentStage(sctx, it.Document)
+	g.metrics.Since("document", start)
+	if err != nil {
+		g.stageFailed(sctx, it.Document.ID, it.Document.Work, err)
+	}
 }
 
 // stageFailed schedules another attempt at a stage that failed for a

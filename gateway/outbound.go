@@ -75,15 +75,13 @@ func (g *Gateway) SendPurchaseOrder(ctx context.Context, partnerID string, po js
 	if p.Acks.ExpectAckWithin > 0 {
 		meta, _ = json.Marshal(map[string]time.Time{"ackDueBy": now.Add(p.Acks.ExpectAckWithin)})
 	}
-	ic, err := g.store.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: control,
-		Sender: env.Interchange.SenderQualifier + ":" + env.Interchange.SenderID, Receiver: p.X12.ISA.Qualifier + ":" + p.X12.ISA.ID,
-		Version: env.Interchange.Version, NoDedupe: true, Meta: meta})
-	if err != nil {
-		return spool.File{}, err
-	}
 	poNumber, _ := in["poNumber"].(string)
-	if _, err := g.store.AddDocument(ctx, spool.NewDocument{FileID: f.ID, InterchangeID: ic.ID, Type: "850", GroupControl: fmt.Sprint(n),
-		SetControl: "0001", BusinessKey: poNumber, State: spool.StateDone, Actor: "api:" + who}); err != nil {
+	_, _, err = g.store.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Control: control,
+		Sender: env.Interchange.SenderQualifier + ":" + env.Interchange.SenderID, Receiver: p.X12.ISA.Qualifier + ":" + p.X12.ISA.ID,
+		Version: env.Interchange.Version, NoDedupe: true, Meta: meta,
+		Documents: []spool.NewDocument{{Type: "850", GroupControl: fmt.Sprint(n), SetControl: "0001", BusinessKey: poNumber,
+			State: spool.StateDone, Actor: "api:" + who}}})
+	if err != nil {
 		return spool.File{}, err
 	}
 	g.log.Info("purchase order queued", "message_id", f.ID, "partner", p.ID, "po", poNumber, "isa13", control, "by", who)

@@ -275,33 +275,75 @@ func rejection(ic *edi.Interchange, grp *edi.Group, s *edi.Set) string {
 	return strings.Join(parts, "; ")
 }
 
-// recordInterchange records one interchange and, unless it is a duplicate,
-// its documents and acknowledgement.
+// recordInterchange records one interchange, unless it is a duplicate with
+// its documents and acknowledgement, in one write; then it writes the ack
+// to the partner's outbox and hands the documents to this node's workers.
 func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, ic *edi.Interchange, seq int, sets []setResult) error {
-	rec, err := g.store.AddInterchange(ctx, spool.NewInterchange{
+	ack, err := g.makeAck(ctx, p, ic)
+	if err != nil {
+		return fmt.Errorf("interchange %s: ack: %w", ic.Control, err)
+	}
+	ni := spool.NewInterchange{
 		FileID: f.ID, Seq: seq, Control: ic.Control, Sender: ic.SenderQualifier + ":" + ic.SenderID,
 		Receiver: ic.ReceiverQualifier + ":" + ic.ReceiverID, Version: ic.Version, Rejected: ic.Rejected(),
-		DedupeWindow: p.Acks.DuplicateWindow,
-	})
+		DedupeWindow: p.Acks.DuplicateWindow, Ack: ack,
+	}
+	handed := make([]bool, len(sets))
+	cancel := func() {
+		for i := range handed {
+			if handed[i] {
+				g.docs.cancel()
+				handed[i] = false
+			}
+		}
+	}
+	for i, s := range sets {
+		nd, err := g.newDocument(ctx, log, f, s)
+		if err != nil {
+			cancel()
+			return err
+		}
+		if (nd.State == spool.StateMapped || nd.State == spool.StateRejected) && g.docs.reserve() {
+			nd.Lease, handed[i] = g.lease(), true
+		}
+		ni.Documents = append(ni.Documents, nd)
+	}
+	rec, docs, err := g.store.AddInterchange(ctx, ni)
 	if err != nil {
+		cancel()
 		return fmt.Errorf("interchange %s: %w", ic.Control, err)
 	}
 	if rec.State == spool.StateDuplicate {
+		cancel()
 		log.Warn("duplicate interchange", "isa13", ic.Control, "original", rec.DuplicateOf)
 		if (ic.AckRequested && p.Acks.TA1 != partners.TA1Never && p.Acks.TA1 != partners.TA1OnError) || p.Acks.TA1 == partners.TA1Always {
 			return g.writeTA1Duplicate(ctx, p, rec, ic)
 		}
 		return nil
 	}
-	for _, s := range sets {
-		if err := g.recordDocument(ctx, log, f, rec, s); err != nil {
-			return err
+	for i, d := range docs {
+		g.documentRecorded(ctx, log, f, d, sets[i])
+		if !handed[i] {
+			continue
+		}
+		handed[i] = false
+		// Only a document this write created is ours to run; a re-run of
+		// the stage finds the ones of the first run, which are handled.
+		if d.Work.LeaseOwner == g.id && d.UpdatedAt.Equal(d.CreatedAt) {
+			g.docs.put(spool.Item{Kind: spool.KindDocument, Document: &d})
+		} else {
+			g.docs.cancel()
 		}
 	}
-	return g.acknowledge(ctx, p, rec, ic)
+	if rec.Ack.Kind == "" {
+		return nil
+	}
+	return g.deliverAck(ctx, p, rec.Ack)
 }
 
-func (g *Gateway) recordDocument(ctx context.Context, log *slog.Logger, f *spool.File, ic spool.Interchange, s setResult) error {
+// newDocument is the record of one set's outcome; its canonical JSON is
+// durable before the record that points at it.
+func (g *Gateway) newDocument(ctx context.Context, log *slog.Logger, f *spool.File, s setResult) (spool.NewDocument, error) {
 	if s.ack != nil {
 		// Matched first, so the status document carries the PO number.
 		if p := g.partners().ByID(f.Partner); p != nil {
@@ -313,21 +355,21 @@ func (g *Gateway) recordDocument(ctx context.Context, log *slog.Logger, f *spool
 			s.businessKey = po
 		}
 	}
-	nd := spool.NewDocument{FileID: f.ID, InterchangeID: ic.ID, Seq: s.seq, Type: s.id, GroupControl: s.group,
-		SetControl: s.set, IdempotencyKey: s.idempotency, State: s.state, Reason: s.reason, Actor: g.id, BusinessKey: s.businessKey}
+	nd := spool.NewDocument{FileID: f.ID, Seq: s.seq, Type: s.id, GroupControl: s.group, SetControl: s.set,
+		IdempotencyKey: s.idempotency, State: s.state, Reason: s.reason, Actor: g.id, BusinessKey: s.businessKey}
 	if s.state == spool.StateMapped {
-		// The JSON is durable before the record that points at it, and the
-		// document starts mapped: one transaction instead of three.
 		ref, err := spool.PutBytes(ctx, g.blobs, s.mapped)
 		if err != nil {
-			return err
+			return nd, fmt.Errorf("set %s %s: %w", s.id, s.set, err)
 		}
-		nd.Mapped, nd.BusinessKey, nd.Refs = ref, s.businessKey, s.refs
+		nd.Mapped, nd.Refs = ref, s.refs
 	}
-	d, err := g.store.AddDocument(ctx, nd)
-	if err != nil {
-		return fmt.Errorf("set %s %s: %w", s.id, s.set, err)
-	}
+	return nd, nil
+}
+
+// documentRecorded reports a recorded document: metrics, webhooks, the
+// mapping's warnings as notes.
+func (g *Gateway) documentRecorded(ctx context.Context, log *slog.Logger, f *spool.File, d spool.Document, s setResult) {
 	g.metrics.Documents.WithLabelValues(f.Partner, s.id, string(s.state)).Inc()
 	if s.state == spool.StateRejected || s.state == spool.StateHeld {
 		g.docFailed(d, s.state, s.reason)
@@ -338,7 +380,6 @@ func (g *Gateway) recordDocument(ctx context.Context, log *slog.Logger, f *spool
 	if s.state == spool.StateHeld {
 		log.Warn("document held", "document_id", d.ID, "set", s.id, "reason", s.reason)
 	}
-	return nil
 }
 
 // parseCSV maps a CSV feed file as one document.
@@ -358,22 +399,29 @@ func (g *Gateway) parseCSV(ctx context.Context, log *slog.Logger, p *partners.Pa
 		res.mapped, _ = mapping.Marshal(out)
 		res.state, res.businessKey = spool.StateMapped, f.Name
 	}
-	return g.recordDocument(ctx, log, f, spool.Interchange{}, res)
+	nd, err := g.newDocument(ctx, log, f, res)
+	if err != nil {
+		return err
+	}
+	d, err := g.store.AddDocument(ctx, nd)
+	if err != nil {
+		return fmt.Errorf("feed %s: %w", doc.Feed, err)
+	}
+	g.documentRecorded(ctx, log, f, d, res)
+	return nil
 }
 
-// acknowledge writes the interchange's TA1/997/999 to the partner's outbox,
-// once: the ack (with its control number) is stored before it is written,
-// and a re-run writes the stored bytes again if the outbox lacks them.
-func (g *Gateway) acknowledge(ctx context.Context, p *partners.Partner, rec spool.Interchange, ic *edi.Interchange) error {
-	if rec.Ack.Kind != "" {
-		return g.deliverAck(ctx, p, rec.Ack)
-	}
+// makeAck writes the interchange's TA1/997/999 (none if the partner wants
+// none) to the blob store, to be stored with the interchange. A re-run of
+// the stage makes another one, which the spool discards in favour of the
+// first: the partner only ever gets the first.
+func (g *Gateway) makeAck(ctx context.Context, p *partners.Partner, ic *edi.Interchange) (spool.Ack, error) {
 	if p.X12 == nil {
-		return nil
+		return spool.Ack{}, nil
 	}
 	var buf bytes.Buffer
 	opt := edi.AckOptions{
-		Control:    func() (int64, error) { return g.store.NextControl(ctx, p.ID, "ack") },
+		Control:    func() (int64, error) { return g.controls.next(ctx, p.ID, "ack") },
 		Delimiters: &p.X12.Delimiters, Functional: string(p.Acks.Functional), TA1: string(p.Acks.TA1),
 	}
 	if p.X12.Newline {
@@ -381,10 +429,10 @@ func (g *Gateway) acknowledge(ctx context.Context, p *partners.Partner, rec spoo
 	}
 	plan := opt.Plan(ic)
 	if plan.Empty() {
-		return nil
+		return spool.Ack{}, nil
 	}
 	if _, err := edi.WriteAck(&buf, ic, opt); err != nil {
-		return err
+		return spool.Ack{}, err
 	}
 	kind, status := ackKind(plan, opt)
 	if ic.Rejected() {
@@ -392,14 +440,9 @@ func (g *Gateway) acknowledge(ctx context.Context, p *partners.Partner, rec spoo
 	}
 	ref, err := spool.PutBytes(ctx, g.blobs, buf.Bytes())
 	if err != nil {
-		return err
+		return spool.Ack{}, err
 	}
-	ctl := controlOf(buf.Bytes())
-	ack := spool.Ack{Kind: kind, Status: status, Control: ctl, Blob: ref, At: time.Now()}
-	if err := g.store.SetInterchangeAck(ctx, rec.ID, ack); err != nil {
-		return err
-	}
-	return g.deliverAck(ctx, p, ack)
+	return spool.Ack{Kind: kind, Status: status, Control: controlOf(buf.Bytes()), Blob: ref, At: time.Now()}, nil
 }
 
 func ackKind(plan edi.AckPlan, opt edi.AckOptions) (kind, status string) {
@@ -442,7 +485,7 @@ func (g *Gateway) writeTA1Duplicate(ctx context.Context, p *partners.Partner, re
 	dup.Findings = []edi.Finding{{Level: edi.LevelInterchange, Code: edi.TA1Duplicate, Msg: "duplicate interchange control number"}}
 	dup.Groups = nil
 	var buf bytes.Buffer
-	opt := edi.AckOptions{Control: func() (int64, error) { return g.store.NextControl(ctx, p.ID, "ack") }, TA1: "always"}
+	opt := edi.AckOptions{Control: func() (int64, error) { return g.controls.next(ctx, p.ID, "ack") }, TA1: "always"}
 	if p.X12 != nil {
 		opt.Delimiters = &p.X12.Delimiters
 	}

@@ -119,9 +119,23 @@ func (g *Gateway) spoolFile(ctx context.Context, nf spool.NewFile, put func() (s
 		return "", spool.BlobRef{}, fmt.Errorf("spool blob: %w", err)
 	}
 	nf.Blob, nf.ReceivedAt, nf.DedupeWindow = ref, time.Now(), p.Acks.DuplicateWindow
+	handed := g.files.reserve()
+	if handed {
+		nf.Lease = g.lease()
+	}
 	f, err := g.store.AddFile(ctx, nf)
 	if err != nil {
+		if handed {
+			g.files.cancel()
+		}
 		return "", ref, fmt.Errorf("spool record: %w", err)
+	}
+	switch {
+	case !handed:
+	case f.Work.LeaseOwner == g.id:
+		g.files.put(spool.Item{Kind: spool.KindFile, File: &f})
+	default:
+		g.files.cancel() // a duplicate: there is no work on it
 	}
 	g.metrics.FilesReceived.WithLabelValues(p.ID, nf.Channel, string(f.State)).Inc()
 	g.hooks.Emit(webhooks.FileReceived, string(f.ID), map[string]any{"partner": p.ID, "channel": nf.Channel, "name": nf.Name,
@@ -202,8 +216,12 @@ func OpenPolls(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, er
 	if g.store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, err
 	}
+	g.controls = newControlBlocks(g.store, ackControlBlock)
 	return g, nil
 }
+
+// ackControlBlock is how many ack control numbers a node reserves at once.
+const ackControlBlock = 10
 
 // Partners returns the loaded partner profiles.
 func (g *Gateway) Partners() *partners.Set { return g.partners() }
