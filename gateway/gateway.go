@@ -400,7 +400,13 @@ func (g *Gateway) runFile(_ context.Context, it spool.Item) {
 	if err != nil {
 		g.stageFailed(sctx, f.ID, f.Work, err)
 	}
-	select { // documents may be waiting now (those not handed over)
+}
+
+// wakeWorkers makes an idle worker look for work in the spool at once, for
+// work recorded without being handed over (a full handoff queue, an
+// outbound file, a CSV document).
+func (g *Gateway) wakeWorkers() {
+	select {
 	case g.wake <- struct{}{}:
 	default:
 	}

@@ -85,10 +85,7 @@ func (g *Gateway) SendPurchaseOrder(ctx context.Context, partnerID string, po js
 		return spool.File{}, err
 	}
 	g.log.Info("purchase order queued", "message_id", f.ID, "partner", p.ID, "po", poNumber, "isa13", control, "by", who)
-	select {
-	case g.wake <- struct{}{}:
-	default:
-	}
+	g.wakeWorkers()
 	return f, nil
 }
 

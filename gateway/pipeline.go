@@ -48,9 +48,10 @@ func (g *Gateway) fileStage(ctx context.Context, f *spool.File) error {
 	if err != nil {
 		return err
 	}
+	var recorded []spool.Interchange // with their acks, to archive
 	switch {
 	case looksX12(head):
-		err = g.parseX12(ctx, log, p, f)
+		recorded, err = g.parseX12(ctx, log, p, f)
 	case p.CSVDocument(f.Name) != nil:
 		err = g.parseCSV(ctx, log, p, f, p.CSVDocument(f.Name))
 	default:
@@ -64,7 +65,7 @@ func (g *Gateway) fileStage(ctx context.Context, f *spool.File) error {
 	// The raw file and its acks are archived in this stage too, saving a
 	// claim and a commit; when the archive is failing they are left to the
 	// archive stage, which retries with backoff.
-	if err := g.archiveNow(ctx, func() error { return g.archiveFile(ctx, f) }); err != nil {
+	if err := g.archiveNow(ctx, func() error { return g.archiveFileWith(ctx, f, recorded) }); err != nil {
 		log.Warn("archive failed; the archive stage retries it", "err", err)
 		return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateAcked, g.owner())
 	}
@@ -124,16 +125,18 @@ type setResult struct {
 }
 
 // parseX12 reads every interchange of the file, records it (a re-sent ISA13
-// is a duplicate), records and maps its sets, and writes its acks.
-func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File) error {
+// is a duplicate), records and maps its sets, and writes its acks. It
+// returns the interchanges recorded.
+func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File) ([]spool.Interchange, error) {
 	r, err := g.blobs.Open(ctx, f.Blob)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer r.Close()
 	var (
 		icSeq, setSeq int
 		pending       []setResult
+		recorded      []spool.Interchange
 		failure       error
 	)
 	opt := edi.Options{Tree: true, Set: p.SpecSet,
@@ -143,7 +146,9 @@ func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Pa
 		},
 		OnInterchange: func(ic *edi.Interchange) {
 			if failure == nil {
-				failure = g.recordInterchange(ctx, log, p, f, ic, icSeq, pending)
+				var rec spool.Interchange
+				rec, failure = g.recordInterchange(ctx, log, p, f, ic, icSeq, pending)
+				recorded = append(recorded, rec)
 			}
 			icSeq++
 			pending = pending[:0]
@@ -151,11 +156,11 @@ func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Pa
 	}
 	if err := edi.Process(bufio.NewReaderSize(r, 64<<10), opt); err != nil && icSeq == 0 {
 		// Nothing readable at all: the file is rejected (no ack is possible).
-		return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateRejected, g.owner(), spool.WithReason(err.Error()))
+		return nil, g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateRejected, g.owner(), spool.WithReason(err.Error()))
 	} else if err != nil {
 		g.note(ctx, f.ID, "error", "data after the last interchange: "+err.Error())
 	}
-	return failure
+	return recorded, failure
 }
 
 // idempotencyKey is stable for a document across retries and replays: the
@@ -278,10 +283,10 @@ func rejection(ic *edi.Interchange, grp *edi.Group, s *edi.Set) string {
 // recordInterchange records one interchange, unless it is a duplicate with
 // its documents and acknowledgement, in one write; then it writes the ack
 // to the partner's outbox and hands the documents to this node's workers.
-func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, ic *edi.Interchange, seq int, sets []setResult) error {
+func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, ic *edi.Interchange, seq int, sets []setResult) (spool.Interchange, error) {
 	ack, err := g.makeAck(ctx, p, ic)
 	if err != nil {
-		return fmt.Errorf("interchange %s: ack: %w", ic.Control, err)
+		return spool.Interchange{}, fmt.Errorf("interchange %s: ack: %w", ic.Control, err)
 	}
 	ni := spool.NewInterchange{
 		FileID: f.ID, Seq: seq, Control: ic.Control, Sender: ic.SenderQualifier + ":" + ic.SenderID,
@@ -301,7 +306,7 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 		nd, err := g.newDocument(ctx, log, f, s)
 		if err != nil {
 			cancel()
-			return err
+			return spool.Interchange{}, err
 		}
 		if (nd.State == spool.StateMapped || nd.State == spool.StateRejected) && g.docs.reserve() {
 			nd.Lease, handed[i] = g.lease(), true
@@ -311,7 +316,7 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 	rec, docs, err := g.store.AddInterchange(ctx, ni)
 	if err != nil {
 		cancel()
-		return fmt.Errorf("interchange %s: %w", ic.Control, err)
+		return rec, fmt.Errorf("interchange %s: %w", ic.Control, err)
 	}
 	if rec.State == spool.StateDuplicate {
 		cancel()
@@ -319,11 +324,14 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 		if (ic.AckRequested && p.Acks.TA1 != partners.TA1Never && p.Acks.TA1 != partners.TA1OnError) || p.Acks.TA1 == partners.TA1Always {
 			return g.writeTA1Duplicate(ctx, p, rec, ic)
 		}
-		return nil
+		return rec, nil
 	}
 	for i, d := range docs {
 		g.documentRecorded(ctx, log, f, d, sets[i])
 		if !handed[i] {
+			if d.State == spool.StateMapped || d.State == spool.StateRejected {
+				defer g.wakeWorkers()
+			}
 			continue
 		}
 		handed[i] = false
@@ -336,9 +344,9 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 		}
 	}
 	if rec.Ack.Kind == "" {
-		return nil
+		return rec, nil
 	}
-	return g.deliverAck(ctx, p, rec.Ack)
+	return rec, g.deliverAck(ctx, p, rec.Ack)
 }
 
 // newDocument is the record of one set's outcome; its canonical JSON is
@@ -408,6 +416,7 @@ func (g *Gateway) parseCSV(ctx context.Context, log *slog.Logger, p *partners.Pa
 		return fmt.Errorf("feed %s: %w", doc.Feed, err)
 	}
 	g.documentRecorded(ctx, log, f, d, res)
+	g.wakeWorkers()
 	return nil
 }
 
@@ -476,10 +485,11 @@ func controlOf(b []byte) string {
 	return ""
 }
 
-// writeTA1Duplicate answers a re-sent interchange with TA1 025.
-func (g *Gateway) writeTA1Duplicate(ctx context.Context, p *partners.Partner, rec spool.Interchange, ic *edi.Interchange) error {
+// writeTA1Duplicate answers a re-sent interchange with TA1 025; it returns
+// the interchange with that ack.
+func (g *Gateway) writeTA1Duplicate(ctx context.Context, p *partners.Partner, rec spool.Interchange, ic *edi.Interchange) (spool.Interchange, error) {
 	if rec.Ack.Kind != "" {
-		return g.deliverAck(ctx, p, rec.Ack)
+		return rec, g.deliverAck(ctx, p, rec.Ack)
 	}
 	dup := *ic
 	dup.Findings = []edi.Finding{{Level: edi.LevelInterchange, Code: edi.TA1Duplicate, Msg: "duplicate interchange control number"}}
@@ -490,17 +500,18 @@ func (g *Gateway) writeTA1Duplicate(ctx context.Context, p *partners.Partner, re
 		opt.Delimiters = &p.X12.Delimiters
 	}
 	if _, err := edi.WriteAck(&buf, &dup, opt); err != nil {
-		return err
+		return rec, err
 	}
 	ref, err := spool.PutBytes(ctx, g.blobs, buf.Bytes())
 	if err != nil {
-		return err
+		return rec, err
 	}
 	ack := spool.Ack{Kind: "TA1", Status: "R", Control: controlOf(buf.Bytes()), Blob: ref, At: time.Now()}
 	if err := g.store.SetInterchangeAck(ctx, rec.ID, ack); err != nil {
-		return err
+		return rec, err
 	}
-	return g.deliverAck(ctx, p, ack)
+	rec.Ack = ack
+	return rec, g.deliverAck(ctx, p, ack)
 }
 
 // deliverAck puts a stored ack where the partner collects it.
@@ -557,12 +568,17 @@ func (g *Gateway) fileArchiveStage(ctx context.Context, f *spool.File) error {
 
 // archiveFile archives the raw file and its acks.
 func (g *Gateway) archiveFile(ctx context.Context, f *spool.File) error {
-	at := f.ReceivedAt
-	if err := g.archiveBlob(ctx, archive.Key("", f.Partner, at, string(f.ID), "raw-"+f.Name), f.Blob, ""); err != nil {
-		return err
-	}
 	ics, err := g.store.ListInterchanges(ctx, f.ID)
 	if err != nil {
+		return err
+	}
+	return g.archiveFileWith(ctx, f, ics)
+}
+
+// archiveFileWith archives the raw file and the acks of its interchanges ics.
+func (g *Gateway) archiveFileWith(ctx context.Context, f *spool.File, ics []spool.Interchange) error {
+	at := f.ReceivedAt
+	if err := g.archiveBlob(ctx, archive.Key("", f.Partner, at, string(f.ID), "raw-"+f.Name), f.Blob, ""); err != nil {
 		return err
 	}
 	for _, ic := range ics {

@@ -132,6 +132,7 @@ func (g *Gateway) spoolFile(ctx context.Context, nf spool.NewFile, put func() (s
 	}
 	switch {
 	case !handed:
+		defer g.wakeWorkers()
 	case f.Work.LeaseOwner == g.id:
 		g.files.put(spool.Item{Kind: spool.KindFile, File: &f})
 	default:
@@ -142,10 +143,6 @@ func (g *Gateway) spoolFile(ctx context.Context, nf spool.NewFile, put func() (s
 		"size": ref.Size, "sha256": ref.SHA256, "state": f.State, "duplicateOf": f.DuplicateOf})
 	g.log.Info("file received", "message_id", f.ID, "partner", p.ID, "channel", nf.Channel, "file", nf.Name,
 		"size", ref.Size, "sha256", ref.SHA256, "state", f.State)
-	select {
-	case g.wake <- struct{}{}:
-	default:
-	}
 	return f.ID, ref, nil
 }
 

@@ -29,7 +29,8 @@ var sqliteMigrations embed.FS
 // synchronous=FULL, written through one connection and read through a
 // separate read-only pool (see the package documentation for why).
 type SQLite struct {
-	w, r  *sql.DB
+	w     *sql.DB
+	r     *readPool
 	clock func() time.Time
 
 	// Group commit: writes queue here and one goroutine runs whatever is
@@ -181,8 +182,64 @@ func OpenSQLite(ctx context.Context, path string, o *SQLiteOptions) (*SQLite, er
 	}
 	r.SetMaxOpenConns(opt.Readers)
 	r.SetMaxIdleConns(opt.Readers)
-	s.r = r
+	s.r = &readPool{DB: r}
 	return s, nil
+}
+
+// readPool is the read-only connection pool with its statements prepared
+// once: parsing SQL is a good part of a small query in the pure-Go SQLite,
+// and the idle workers' claim probes run all the time.
+type readPool struct {
+	*sql.DB
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+// stmt returns query prepared on the pool (database/sql prepares it on
+// each connection as it is used there), or nil once the cache is full
+// (queries with IN lists vary).
+func (p *readPool) stmt(ctx context.Context, query string) *sql.Stmt {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st, ok := p.stmts[query]; ok {
+		return st
+	}
+	if len(p.stmts) >= maxStmts {
+		return nil
+	}
+	st, err := p.DB.PrepareContext(ctx, query)
+	if err != nil {
+		return nil // the plain query reports the error
+	}
+	if p.stmts == nil {
+		p.stmts = map[string]*sql.Stmt{}
+	}
+	p.stmts[query] = st
+	return st
+}
+
+func (p *readPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := p.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return p.DB.QueryContext(ctx, query, args...)
+}
+
+func (p *readPool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := p.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return p.DB.QueryRowContext(ctx, query, args...)
+}
+
+// Close closes the statements and the pool.
+func (p *readPool) Close() error {
+	p.mu.Lock()
+	for _, st := range p.stmts {
+		st.Close()
+	}
+	p.mu.Unlock()
+	return p.DB.Close()
 }
 
 // checkPragmas verifies the writer really runs with the settings durability
@@ -1308,7 +1365,7 @@ func (s *SQLite) Events(ctx context.Context, id ID) ([]Event, error) {
 	return evs, nil
 }
 
-func list[T any](ctx context.Context, db *sql.DB, q string, args []any, scan func(scanner) (T, error)) ([]T, error) {
+func list[T any](ctx context.Context, db *readPool, q string, args []any, scan func(scanner) (T, error)) ([]T, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
