@@ -130,13 +130,18 @@ func (v *validator) segment(seg *Segment) {
 		if f.Suffix[from]&bit == 0 {
 			continue // no child from here on has this tag
 		}
-		for j := from; j < len(f.Keys); j++ {
-			if f.Keys[j] != key {
-				continue
+		// Most segments repeat the child matched last (REF after REF) or
+		// follow it directly: compared here before Find probes its table.
+		j := from
+		if f.Keys[j] != key {
+			if j++; j >= len(f.Keys) || f.Keys[j] != key {
+				if j = f.Find(key, j); j < 0 {
+					continue
+				}
 			}
-			v.matched(seg, d, j)
-			return
 		}
+		v.matched(seg, d, j)
+		return
 	}
 	v.unmatched(seg)
 }

@@ -60,3 +60,37 @@ func TestApplyRecompiles(t *testing.T) {
 		t.Fatalf("BEG04 not mandatory in the mask %b", m)
 	}
 }
+
+// Find answers as a scan of Keys does, for every loop of every set, every
+// starting child and every key of the loop, and for keys it lacks.
+func TestIndexFindMatchesScan(t *testing.T) {
+	for _, v := range Versions() {
+		for id, s := range Default(v).Sets {
+			var walk func(l *Loop)
+			walk = func(l *Loop) {
+				x := l.Index()
+				keys := append([]uint32{0, TagKey([]byte("ZZZ")), TagKey([]byte("A"))}, x.Keys...)
+				for from := 0; from <= len(x.Keys); from++ {
+					for _, k := range keys {
+						want := -1
+						for j := from; j < len(x.Keys); j++ {
+							if x.Keys[j] == k {
+								want = j
+								break
+							}
+						}
+						if got := x.Find(k, from); got != want {
+							t.Fatalf("%s %s loop %q: Find(%x, %d) = %d, want %d", v, id, l.ID, k, from, got, want)
+						}
+					}
+				}
+				for _, c := range l.Children {
+					if c.Loop != nil {
+						walk(c.Loop)
+					}
+				}
+			}
+			walk(s.Root)
+		}
+	}
+}

@@ -7,7 +7,10 @@
 // copy of a Set without touching the shared dictionary.
 package spec
 
-import "sync"
+import (
+	"math/bits"
+	"sync"
+)
 
 // Usage is the requirement designator of a segment, loop or element.
 type Usage byte
@@ -144,6 +147,68 @@ type Index struct {
 	Keys       []uint32
 	Suffix     []uint64
 	MandBefore []int32
+	// at maps each distinct key to the children it leads (bit k: child k)
+	// in an open-addressing table, so that Find costs a probe or two
+	// instead of a scan of Keys; nil when the loop has more than 64
+	// children (Find then scans).
+	at    []keyChildren
+	shift uint8 // 64 - log2(len(at))
+}
+
+// keyChildren is one slot of Index.at; key 0 (no TagKey) marks it empty.
+type keyChildren struct {
+	key      uint32
+	children uint64
+}
+
+func (x *Index) slot(k uint32) int { return int((uint64(k) * 0x9E3779B97F4A7C15) >> x.shift) }
+
+// Find returns the first child at or after from whose leading tag has the
+// TagKey k, or -1.
+func (x *Index) Find(k uint32, from int) int {
+	if x.at == nil {
+		for j := from; j < len(x.Keys); j++ {
+			if x.Keys[j] == k {
+				return j
+			}
+		}
+		return -1
+	}
+	for i := x.slot(k); ; i = (i + 1) & (len(x.at) - 1) {
+		s := &x.at[i]
+		if s.key == k {
+			if m := s.children & (^uint64(0) << uint(from)); m != 0 {
+				return bits.TrailingZeros64(m)
+			}
+			return -1
+		}
+		if s.key == 0 {
+			return -1
+		}
+	}
+}
+
+// buildAt fills x.at from x.Keys (up to 64 children).
+func (x *Index) buildAt() {
+	if len(x.Keys) > 64 {
+		return
+	}
+	size, shift := 4, uint8(62)
+	for size < 2*len(x.Keys) {
+		size, shift = size*2, shift-1
+	}
+	x.at, x.shift = make([]keyChildren, size), shift
+	for j, k := range x.Keys {
+		if k == 0 {
+			continue // a tag no segment can have (TagKey 0): never found
+		}
+		i := x.slot(k)
+		for x.at[i].key != 0 && x.at[i].key != k {
+			i = (i + 1) & (size - 1)
+		}
+		x.at[i].key = k
+		x.at[i].children |= 1 << j
+	}
 }
 
 // Index returns the loop's Index (shared: read-only).
@@ -173,6 +238,7 @@ func (l *Loop) Tags() []string {
 		}
 		l.name = l.ID + "_loop"
 		l.index = Index{Keys: l.keys, Suffix: l.suffix, MandBefore: l.mandBefore}
+		l.index.buildAt()
 	})
 	return l.tags
 }
