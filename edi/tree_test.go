@@ -3,10 +3,13 @@ package edi
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/edigw/edigw/edi/spec"
 )
 
 func parseTree(t *testing.T, data []byte) []map[string]any {
@@ -185,5 +188,63 @@ func TestNodeSegmentsInDocumentOrder(t *testing.T) {
 	var none *Node
 	for range none.Segments() {
 		t.Fatal("a nil node has no segments")
+	}
+}
+
+// The validator's quick checks accept only values the full check accepts:
+// every segment definition of both dictionaries, with values of every type
+// (digits, signs, decimal points, exponents, codes, lengths around the
+// limits) in every position.
+func TestQuickValidAgreesWithCheckValue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	alphabet := []byte("0123456789..--EeAZ az/#")
+	for _, v := range spec.Versions() {
+		d := spec.Default(v)
+		for tag, def := range d.Segments {
+			checks := def.Checks()
+			for iter := 0; iter < 40; iter++ {
+				raw := []byte(tag)
+				ends := []int32{int32(len(raw))}
+				for pos := range def.Elements {
+					raw = append(raw, '*')
+					var val []byte
+					ref := def.Elements[pos]
+					switch k := rng.IntN(4); {
+					case k == 0 && ref.Element != nil && len(ref.AllowedCodes()) > 0:
+						for c := range ref.AllowedCodes() {
+							val = []byte(c)
+							break
+						}
+					case k == 1 && ref.Element != nil:
+						for range ref.Element.Min + rng.IntN(3) - 1 {
+							val = append(val, byte('0'+rng.IntN(10)))
+						}
+					default:
+						for range rng.IntN(10) {
+							val = append(val, alphabet[rng.IntN(len(alphabet))])
+						}
+					}
+					raw = append(raw, val...)
+					ends = append(ends, int32(len(raw)))
+				}
+				raw = append(raw, "~~~~~~~~"...)[:len(raw)] // bytes behind, as in the reader's buffer
+				for pos := 1; pos < len(ends); {
+					next, present := quickValid(checks, ends, raw, pos, 0)
+					for p := pos; p < next && p < 64; p++ {
+						val := raw[ends[p-1]+1 : ends[p]]
+						if present&(1<<p) == 0 {
+							if len(val) > 0 {
+								t.Fatalf("%s %s%02d %q: accepted but not marked present", v, tag, p, val)
+							}
+							continue
+						}
+						if code, msg := checkValue(def.Elements[p-1], val, true); code != "" || def.Elements[p-1].Usage == spec.NotUsed {
+							t.Fatalf("%s %s%02d %q: quickValid accepts, checkValue says %s %s", v, tag, p, val, code, msg)
+						}
+					}
+					pos = next + 1
+				}
+			}
+		}
 	}
 }

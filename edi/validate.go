@@ -379,36 +379,48 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 		return true // the envelope checks own ST and SE (AK5 codes 3, 4, 7)
 	}
 	n := seg.Len()
-	plain := seg.plain
+	// The segment's and the definition's slices in locals: read through
+	// seg and def, they were loaded again for every element (the loop
+	// makes calls).
+	ends, raw, refs := seg.ends, seg.raw, def.Elements
+	checks := def.Checks()
+	if !seg.plain {
+		checks = nil // every value needs its byte scans
+	}
 	var present uint64 // bit p: position p (below 64) is not empty
 	// The present elements, then the mandatory ones that are absent
 	// (findings are sorted by position below): segments such as LIN define
 	// 31 positions and use 3 to 5.
-	for pos := 1; pos <= n; pos++ {
-		lo, hi := seg.ends[pos-1]+1, seg.ends[pos]
+	for pos := 1; pos < len(ends); pos++ {
+		if checks != nil {
+			if pos, present = quickValid(checks, ends, raw, pos, present); pos == len(ends) {
+				break
+			}
+		}
+		lo, hi := int(ends[pos-1])+1, int(ends[pos])
 		if hi <= lo {
 			continue // empty
 		}
 		if pos < 64 {
 			present |= 1 << pos
 		}
-		if pos > len(def.Elements) {
-			v.elemErr(seg, pos, 0, 0, "", ElTooMany, seg.Element(pos), fmt.Sprintf("is beyond the %d elements %s defines", len(def.Elements), def.ID))
+		if pos > len(refs) {
+			v.elemErr(seg, pos, 0, 0, "", ElTooMany, seg.Element(pos), fmt.Sprintf("is beyond the %d elements %s defines", len(refs), def.ID))
 			break
 		}
-		ref := def.Elements[pos-1]
-		val := seg.raw[lo:hi]
-		// The common cases, valid AN, ID, Nn and R values of a plain
-		// segment, are decided here without the calls of checkElement
-		// (which also reports what is wrong).
-		if el := ref.Element; plain && el != nil && ref.Usage != spec.NotUsed {
-			switch el.Kind {
+		val := raw[lo:hi]
+		// The common cases, valid values of a plain segment, are decided
+		// here without the calls of checkElement (which also reports what
+		// is wrong).
+		if pos <= len(checks) {
+			c := &checks[pos-1]
+			switch nv := len(val); c.Kind {
 			case spec.KindAN:
-				if len(val) >= el.Min && len(val) <= el.Max {
+				if nv >= c.Min && nv <= c.Max {
 					continue
 				}
 			case spec.KindID:
-				if closed, ok := ref.HasCode(val); ok || !closed && len(val) >= el.Min && len(val) <= el.Max {
+				if closed, ok := c.HasCode(val); ok || !closed && nv >= c.Min && nv <= c.Max {
 					continue
 				}
 			case spec.KindN:
@@ -416,16 +428,24 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 				if d[0] == '-' {
 					d = d[1:]
 				}
-				if digitsB(d) && len(d) >= el.Min && len(d) <= el.Max {
+				if digitsB(d) && len(d) >= c.Min && len(d) <= c.Max {
 					continue
 				}
 			case spec.KindR:
-				if nd, ok := realDigits(val); ok && nd >= el.Min && nd <= el.Max {
+				if nd, ok := realDigits(val); ok && nd >= c.Min && nd <= c.Max {
+					continue
+				}
+			case spec.KindDT:
+				if nv >= c.Min && nv <= c.Max && validDate(val) {
+					continue
+				}
+			case spec.KindTM:
+				if nv >= c.Min && nv <= c.Max && validTime(val) {
 					continue
 				}
 			}
 		}
-		v.checkElement(seg, pos, ref, val, plain)
+		v.checkElement(seg, pos, refs[pos-1], val, seg.plain)
 	}
 	if mand, ok := def.MandatoryMask(); !ok || mand&^present != 0 {
 		for i, ref := range def.Elements {
@@ -458,6 +478,73 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 	}
 	v.segErrs++
 	return false
+}
+
+// quickValid accepts the values of a plain segment from position pos on
+// while each is decided valid without a call: AN, N, R and unlisted ID
+// values by their lengths and digits, listed ID codes found at the first probe
+// (Check.Coded). It returns the first position it did not accept (len(ends)
+// at the end) and present with the bits of the non-empty positions it
+// accepted. A loop without calls keeps its values in registers; with the
+// calls of the full checks in it, the compiler reloaded half a dozen of them
+// from the stack for every element.
+func quickValid(checks []spec.Check, ends []int32, raw []byte, pos int, present uint64) (int, uint64) {
+	for ; pos < len(ends); pos++ {
+		lo, hi := int(ends[pos-1])+1, int(ends[pos])
+		if hi <= lo {
+			continue // empty
+		}
+		if pos >= 64 || pos > len(checks) {
+			return pos, present
+		}
+		val := raw[lo:hi]
+		c := &checks[pos-1]
+		switch nv := len(val); c.Kind {
+		case spec.KindAN:
+			if nv < c.Min || nv > c.Max {
+				return pos, present
+			}
+		case spec.KindID:
+			if c.Closed() {
+				if !c.Coded(val) {
+					return pos, present
+				}
+			} else if nv < c.Min || nv > c.Max {
+				return pos, present
+			}
+		case spec.KindN:
+			if val[0] == '-' {
+				val = val[1:]
+			}
+			if !digitsB(val) || len(val) < c.Min || len(val) > c.Max {
+				return pos, present
+			}
+		case spec.KindR:
+			// realDigits without its call, for the usual form: digits
+			// and at most one decimal point (an exponent is left to it).
+			nd, dot := 0, false
+			if val[0] == '-' {
+				val = val[1:]
+			}
+			for _, b := range val {
+				switch {
+				case b >= '0' && b <= '9':
+					nd++
+				case b == '.' && !dot:
+					dot = true
+				default:
+					return pos, present
+				}
+			}
+			if nd == 0 || nd < c.Min || nd > c.Max {
+				return pos, present
+			}
+		default:
+			return pos, present
+		}
+		present |= 1 << pos
+	}
+	return pos, present
 }
 
 func clip(b []byte) string {

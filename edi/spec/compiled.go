@@ -157,15 +157,60 @@ func (r *ElementRef) compile() {
 	}
 }
 
+// Check is one position of a segment definition compiled for the
+// validator's common case, a valid simple value: what it needs of the
+// ElementRef and its Element side by side in one slice, so that checking a
+// segment's values walks one array instead of two pointers per position.
+type Check struct {
+	// Kind is the element's type; KindUnknown when the value needs the
+	// full check (a composite, a position not used, an unknown type).
+	Kind     Kind
+	Min, Max int
+	codes    *codeSet // the closed code list (KindID), or nil
+}
+
+// HasCode is ElementRef.HasCode for the position.
+func (c *Check) HasCode(v []byte) (closed, ok bool) {
+	if c.codes == nil {
+		return false, false
+	}
+	return true, c.codes.has(v)
+}
+
+// Coded reports whether v is on the position's closed code list when a
+// single probe of its table finds it, as it does for most codes; false
+// leaves the answer to HasCode. It makes no call, so that a loop over a
+// segment's values keeps its registers.
+func (c *Check) Coded(v []byte) bool {
+	cs := c.codes
+	if cs == nil || cs.table == nil || len(v) == 0 || len(v) > 8 || cap(v) < 8 {
+		return false
+	}
+	k := binary.LittleEndian.Uint64(v[:8]) & (^uint64(0) >> (64 - 8*len(v)))
+	return cs.table[cs.slot(k)] == k
+}
+
+// Closed reports whether the position has a closed code list.
+func (c *Check) Closed() bool { return c.codes != nil }
+
+// Checks returns one Check per position (index 0: position 1), or nil when
+// the segment was not compiled by the loader or Apply (then every value
+// needs the full check). Shared: read-only.
+func (s *Segment) Checks() []Check { return s.checks }
+
 var segSeq atomic.Uint32
 
 func (s *Segment) compile() {
 	s.seq = segSeq.Add(1)
 	s.mandMask, s.masked = 0, len(s.Elements) < 64
+	s.checks = make([]Check, len(s.Elements))
 	for i, r := range s.Elements {
 		r.compile()
 		if r.Usage == Mandatory && i+1 < 64 {
 			s.mandMask |= 1 << (i + 1)
+		}
+		if el := r.Element; el != nil && r.Usage != NotUsed {
+			s.checks[i] = Check{Kind: el.TypeKind(), Min: el.Min, Max: el.Max, codes: r.codes}
 		}
 	}
 }

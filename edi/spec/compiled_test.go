@@ -94,3 +94,49 @@ func TestIndexFindMatchesScan(t *testing.T) {
 		}
 	}
 }
+
+// Every position's Check carries its ElementRef's type, lengths and code
+// list, also after an overlay changed them.
+func TestChecksMirrorRefs(t *testing.T) {
+	d := Default("004010")
+	s, err := d.Apply(Overlay{Set: "850", Rules: []OverlayRule{{Segment: "BEG", Element: 1, Codes: []string{"00"}}, {Segment: "BEG", Element: 3, Min: 2, Max: 5}, {Segment: "BEG", Element: 4, Usage: NotUsed}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := []*Segment{s.Root.Children[1].Segment}
+	for _, seg := range d.Segments {
+		segs = append(segs, seg)
+	}
+	for _, seg := range segs {
+		checks := seg.Checks()
+		if len(checks) != len(seg.Elements) {
+			t.Fatalf("%s: %d checks for %d positions", seg.ID, len(checks), len(seg.Elements))
+		}
+		for i, r := range seg.Elements {
+			c := &checks[i]
+			if r.Element == nil || r.Usage == NotUsed {
+				if c.Kind != KindUnknown {
+					t.Fatalf("%s%02d: kind %d for a composite or unused position", seg.ID, i+1, c.Kind)
+				}
+				continue
+			}
+			if c.Kind != r.Element.TypeKind() || c.Min != r.Element.Min || c.Max != r.Element.Max {
+				t.Fatalf("%s%02d: check %+v, element %+v", seg.ID, i+1, *c, *r.Element)
+			}
+			for code := range r.Element.Codes {
+				closed, ok := c.HasCode([]byte(code))
+				wc, wok := r.HasCode([]byte(code))
+				if closed != wc || ok != wok || (c.Coded([]byte(code)) && !ok) {
+					t.Fatalf("%s%02d code %q: check %v %v (coded %v), ref %v %v", seg.ID, i+1, code, closed, ok, c.Coded([]byte(code)), wc, wok)
+				}
+			}
+		}
+	}
+	beg := s.Root.Children[1].Segment.Checks()
+	if beg[2].Min != 2 || beg[2].Max != 5 || beg[3].Kind != KindUnknown {
+		t.Fatalf("BEG checks after the overlay: %+v", beg)
+	}
+	if closed, ok := beg[0].HasCode([]byte("05")); !closed || ok {
+		t.Fatalf("BEG01 05 after the overlay: closed %v ok %v", closed, ok)
+	}
+}

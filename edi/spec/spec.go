@@ -87,9 +87,10 @@ type Segment struct {
 	Elements []*ElementRef
 	Syntax   []SyntaxRule
 
-	mandMask uint64 // bit p set when position p is mandatory (see compile)
-	masked   bool   // mandMask is valid: compiled, and fewer than 64 positions
-	seq      uint32 // set by compile; see Seq
+	mandMask uint64  // bit p set when position p is mandatory (see compile)
+	masked   bool    // mandMask is valid: compiled, and fewer than 64 positions
+	seq      uint32  // set by compile; see Seq
+	checks   []Check // see Checks
 }
 
 // Seq is a number that tells compiled segment definitions apart (0 when not
