@@ -489,30 +489,36 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 // calls of the full checks in it, the compiler reloaded half a dozen of them
 // from the stack for every element.
 func quickValid(checks []spec.Check, ends []int32, raw []byte, pos int, present uint64) (int, uint64) {
-	for ; pos < len(ends); pos++ {
-		lo, hi := int(ends[pos-1])+1, int(ends[pos])
-		if hi <= lo {
+	// Positions past the checks, and past 63 (no bit in present), are the
+	// caller's.
+	last := min(len(ends)-1, len(checks), 63)
+	if pos > last {
+		return pos, present
+	}
+	end := int(ends[pos-1]) // the previous element's end
+	for ; pos <= last; pos++ {
+		lo, hi := end+1, int(ends[pos])
+		end = hi
+		nv := hi - lo
+		if nv <= 0 {
 			continue // empty
 		}
-		if pos >= 64 || pos > len(checks) {
-			return pos, present
-		}
-		val := raw[lo:hi]
-		c := &checks[pos-1]
-		switch nv := len(val); c.Kind {
+		// Only the kinds that read the bytes slice the value.
+		switch c := &checks[pos-1]; c.Kind {
 		case spec.KindAN:
 			if nv < c.Min || nv > c.Max {
 				return pos, present
 			}
 		case spec.KindID:
 			if c.Closed() {
-				if !c.Coded(val) {
+				if !c.Coded(raw[lo:hi]) {
 					return pos, present
 				}
 			} else if nv < c.Min || nv > c.Max {
 				return pos, present
 			}
 		case spec.KindN:
+			val := raw[lo:hi]
 			if val[0] == '-' {
 				val = val[1:]
 			}
@@ -522,6 +528,7 @@ func quickValid(checks []spec.Check, ends []int32, raw []byte, pos int, present 
 		case spec.KindR:
 			// realDigits without its call, for the usual form: digits
 			// and at most one decimal point (an exponent is left to it).
+			val := raw[lo:hi]
 			nd, dot := 0, false
 			if val[0] == '-' {
 				val = val[1:]

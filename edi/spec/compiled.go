@@ -87,7 +87,7 @@ func compileCodes(codes map[string]string) *codeSet {
 	return cs
 }
 
-func (cs *codeSet) slot(k uint64) int { return int((k * 0x9E3779B97F4A7C15) >> cs.shift) }
+func (cs *codeSet) slot(k uint64) int { return int((k * 0x9E3779B97F4A7C15) >> cs.shift) } // Check.Coded hashes alike
 
 func pack(v []byte) (uint64, bool) {
 	if len(v) == 0 || len(v) > 8 {
@@ -165,8 +165,10 @@ type Check struct {
 	// Kind is the element's type; KindUnknown when the value needs the
 	// full check (a composite, a position not used, an unknown type).
 	Kind     Kind
+	shift    uint8 // codes.shift
 	Min, Max int
 	codes    *codeSet // the closed code list (KindID), or nil
+	table    []uint64 // codes.table, read by Coded without going through codes
 }
 
 // HasCode is ElementRef.HasCode for the position.
@@ -177,17 +179,19 @@ func (c *Check) HasCode(v []byte) (closed, ok bool) {
 	return true, c.codes.has(v)
 }
 
-// Coded reports whether v is on the position's closed code list when a
-// single probe of its table finds it, as it does for most codes; false
-// leaves the answer to HasCode. It makes no call, so that a loop over a
+// Coded reports whether v is on the position's closed code list when one of
+// the first two slots of its table holds it, as it does for most codes;
+// false leaves the answer to HasCode. It makes no call, so that a loop over a
 // segment's values keeps its registers.
 func (c *Check) Coded(v []byte) bool {
-	cs := c.codes
-	if cs == nil || cs.table == nil || len(v) == 0 || len(v) > 8 || cap(v) < 8 {
+	if c.table == nil || len(v) == 0 || len(v) > 8 || cap(v) < 8 {
 		return false
 	}
 	k := binary.LittleEndian.Uint64(v[:8]) & (^uint64(0) >> (64 - 8*len(v)))
-	return cs.table[cs.slot(k)] == k
+	i := int((k * 0x9E3779B97F4A7C15) >> c.shift)
+	// The code's own slot, or the next one, where most of the codes
+	// that collided went (the table is at most half full).
+	return c.table[i] == k || c.table[(i+1)&(len(c.table)-1)] == k
 }
 
 // Closed reports whether the position has a closed code list.
@@ -211,6 +215,9 @@ func (s *Segment) compile() {
 		}
 		if el := r.Element; el != nil && r.Usage != NotUsed {
 			s.checks[i] = Check{Kind: el.TypeKind(), Min: el.Min, Max: el.Max, codes: r.codes}
+			if r.codes != nil {
+				s.checks[i].table, s.checks[i].shift = r.codes.table, r.codes.shift
+			}
 		}
 	}
 }
