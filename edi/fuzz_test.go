@@ -32,6 +32,7 @@ func FuzzReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rd := NewReader(bytes.NewReader(data))
 		rd.MaxSegment = 4096
+		var pos Position // what each segment's Pos must say, kept by its tags
 		for i := 0; ; i++ {
 			s, err := rd.Next()
 			if err != nil {
@@ -54,6 +55,31 @@ func FuzzReader(f *testing.F) {
 			parts := bytes.Split(s.Raw(), []byte{s.Delimiters().Element})
 			if s.Len() != len(parts)-1 || !bytes.Equal(s.Tag(), parts[0]) {
 				t.Fatalf("segment %q: %d elements, tag %q; split gives %d, %q", s.Raw(), s.Len(), s.Tag(), len(parts)-1, parts[0])
+			}
+			switch string(s.Tag()) {
+			case "ISA":
+				pos = Position{ISA13: string(s.Element(13))}
+			case "GS":
+				pos.GS06, pos.ST02, pos.InSet = string(s.Element(6)), "", 0
+			case "ST":
+				pos.ST02, pos.InSet = string(s.Element(2)), 0
+			}
+			if pos.ST02 != "" {
+				pos.InSet++
+			}
+			if want := (Position{Offset: s.Pos.Offset, Segment: i + 1, InSet: pos.InSet, ISA13: pos.ISA13, GS06: pos.GS06, ST02: pos.ST02}); s.Pos != want {
+				t.Fatalf("segment %d %q: position %+v, want %+v", i+1, s.Raw(), s.Pos, want)
+			}
+			if s.Delimiters() != rd.Delimiters() {
+				t.Fatalf("segment %d %q: delimiters %q, the interchange's %q", i+1, s.Raw(), s.Delimiters(), rd.Delimiters())
+			}
+			switch string(s.Tag()) {
+			case "SE":
+				pos.ST02, pos.InSet = "", 0
+			case "GE":
+				pos.GS06, pos.ST02, pos.InSet = "", "", 0
+			case "IEA":
+				pos = Position{}
 			}
 			for e := 0; e <= s.Len()+1; e++ {
 				if e >= 1 && e <= s.Len() && !bytes.Equal(s.Element(e), parts[e]) {

@@ -380,6 +380,26 @@ func (r *Reader) Next() (*Segment, error) {
 			return seg, err
 		}
 	}
+	// The segment usually ends in the block where it starts, whose masks
+	// are kept from the segment before: read off them here, without the
+	// calls and the loop of scanSegment.
+	if beg, blk := r.beg, r.beg&^63; r.blk == blk+1 {
+		keep := ^uint64(0) << uint(beg-blk)
+		if terms := r.bterm & keep; terms != 0 {
+			tz := bits.TrailingZeros64(terms)
+			ends := r.seg.ends[:cap(r.seg.ends)]
+			if e := blk + tz; e-beg <= r.MaxSegment && len(ends) > 64 {
+				before := uint64(1)<<tz - 1
+				if r.findPlain {
+					r.seg.plain = r.bodd&keep&before == 0
+				}
+				n := putBits(ends, 0, r.bsep&keep&before, blk-beg)
+				ends[n] = int32(e - beg)
+				r.beg = e + 1
+				return r.finish(r.buf[beg:e], n, r.off+int64(beg)), nil
+			}
+		}
+	}
 	// The segment at r.beg, when its terminator is in the buffer.
 	var e, n int
 	if r.findPlain {
@@ -746,14 +766,35 @@ func putSeps(ends []int32, n int, m uint64, base int) int {
 func (r *Reader) finish(raw []byte, n int, off int64) *Segment {
 	s := &r.seg
 	s.raw = raw
-	s.delim = r.delim
-	ends := s.ends[:n+1]
-	s.ends = ends
+	s.ends = s.ends[:n+1]
 	r.nseg++
+	// Only the envelope segments (GS, GE, ST, SE, IEA; told apart here by
+	// length and first letter) and the first segment after the position
+	// changed otherwise need more than the counters: r.seg is reused, its
+	// control numbers and delimiters are still those of the segment
+	// before (copying the whole Position for every segment was a tenth of
+	// the tokenizer's time).
+	if t := s.ends[0]; r.posDirty || t == 2 && (raw[0] == 'G' || raw[0] == 'S') || t == 3 && raw[0] == 'I' {
+		return r.finishEnvelope(off)
+	}
+	if r.pos.ST02 != "" {
+		r.pos.InSet++
+	}
+	s.Pos.InSet = r.pos.InSet
+	s.Pos.Offset = off
+	s.Pos.Segment = r.nseg
+	return s
+}
+
+// finishEnvelope is the rest of finish for envelope segments and after a
+// change of position or delimiters.
+func (r *Reader) finishEnvelope(off int64) *Segment {
+	s := &r.seg
+	s.delim = r.delim
 	// Envelope control numbers for positions: only GS, GE, ST, SE and IEA
 	// matter, told apart by their first letters without string compares.
 	var kind byte
-	if t := raw[:ends[0]]; len(t) == 2 {
+	if t := s.raw[:s.ends[0]]; len(t) == 2 {
 		switch {
 		case t[0] == 'G' && t[1] == 'S':
 			kind = 'g'
@@ -779,9 +820,6 @@ func (r *Reader) finish(raw []byte, n int, off int64) *Segment {
 	if r.pos.ST02 != "" {
 		r.pos.InSet++
 	}
-	// r.seg is reused: its control numbers are still those of the previous
-	// segment unless an envelope segment changed them (copying the whole
-	// Position for every segment was a tenth of the tokenizer's time).
 	if kind != 0 || r.posDirty {
 		s.Pos = r.pos
 		r.posDirty = false
