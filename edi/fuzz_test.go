@@ -101,6 +101,11 @@ func FuzzProcess(f *testing.F) {
 		Process(bytes.NewReader(data), Options{Tree: true, MaxSegment: 4096, OnSet: func(ic *Interchange, g *Group, s *Set) {
 			if s.Tree != nil {
 				buf = s.Tree.AppendJSON(buf[:0])
+				for seg := range s.Tree.Segments() {
+					if off := seg.Pos.Offset; !bytes.Equal(seg.Raw(), data[off:off+int64(len(seg.Raw()))]) {
+						t.Fatalf("tree segment %q is not the input's %q at offset %d", seg.Raw(), data[off:off+int64(len(seg.Raw()))], off)
+					}
+				}
 			}
 		}})
 	})

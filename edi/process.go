@@ -400,6 +400,9 @@ type setState struct {
 }
 
 func (p *processor) beginSet(seg *Segment) {
+	// The tree refers to the segments' bytes in the reader's buffer (from
+	// this ST on) until OnSet returns.
+	p.rd.hold = p.opt.Tree
 	res := &SetResult{ID: seg.Value(1), Control: seg.Value(2), ImplRef: seg.Value(3), Pos: seg.Pos}
 	p.setBuf = setState{res: res, count: 1}
 	st := &p.setBuf
@@ -482,6 +485,7 @@ func (p *processor) endSet(se *Segment, pos Position) {
 		p.opt.OnSet(p.ic, p.g, &p.setArg)
 		p.setArg = Set{}
 	}
+	p.rd.release()
 }
 
 func printable(s string) bool {

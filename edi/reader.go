@@ -179,15 +179,16 @@ func (s *Segment) Clone() Segment {
 	return c
 }
 
-// cloneInto copies the segment into dst, its bytes and element ends into the
-// given arenas (used by trees so that a whole set costs a few allocations,
-// not two per segment). dst is filled field by field: a Segment returned by
-// value was copied twice through the stack, a seventh of a tree's time.
-func (s *Segment) cloneInto(dst *Segment, b *[]byte, e *[]int32) {
-	nb, ne := len(*b), len(*e)
-	*b = append(*b, s.raw...)
+// cloneHeld copies the segment into dst for a tree, its element ends into
+// the given arena (so that a whole set costs a few allocations, not one per
+// segment); its bytes stay in the reader's buffer, which holds them (see
+// Reader.hold): copying them was a sixth of building a tree. dst is filled
+// field by field: a Segment returned by value was copied twice through the
+// stack.
+func (s *Segment) cloneHeld(dst *Segment, e *[]int32) {
+	ne := len(*e)
 	*e = append(*e, s.ends...)
-	dst.raw = (*b)[nb:len(*b):len(*b)]
+	dst.raw = s.raw[:len(s.raw):len(s.raw)]
 	dst.ends = (*e)[ne:len(*e):len(*e)]
 	dst.delim = s.delim
 	dst.plain = s.plain
@@ -239,6 +240,15 @@ type Reader struct {
 	blk         int
 	bsep, bterm uint64
 	bodd        uint64 // with findPlain only
+
+	// hold is set while the caller keeps segments that refer to the
+	// buffer (the loop tree of the set being read, see Process): their
+	// bytes must stay where they are, so fill moves the unread data to
+	// another buffer instead of compacting it in place, and the buffers
+	// left behind (held) become spares at release.
+	hold   bool
+	held   [][]byte
+	spares [][]byte
 }
 
 // DefaultMaxSegment is the default bound on one segment's size.
@@ -252,7 +262,9 @@ func NewReader(r io.Reader) *Reader {
 
 // reset makes the reader read from r, keeping its buffers.
 func (r *Reader) reset(in io.Reader) {
-	*r = Reader{r: in, buf: r.buf, MaxSegment: DefaultMaxSegment, seg: Segment{ends: r.seg.ends[:0]}}
+	r.release()
+	*r = Reader{r: in, buf: r.buf, MaxSegment: DefaultMaxSegment, seg: Segment{ends: r.seg.ends[:0]},
+		held: r.held, spares: r.spares}
 }
 
 // Tolerances returns the deviations accepted so far and clears the list.
@@ -276,7 +288,15 @@ func (r *Reader) fill() bool {
 	}
 	r.blk = 0
 	if r.beg > 0 && (r.end == len(r.buf) || r.beg > len(r.buf)/2) {
-		n := copy(r.buf, r.buf[r.beg:r.end])
+		to := r.buf
+		if r.hold {
+			to = r.spare()
+		}
+		n := copy(to, r.buf[r.beg:r.end])
+		if r.hold {
+			r.held = append(r.held, r.buf)
+			r.buf = to
+		}
 		r.off += int64(r.beg)
 		r.end = n
 		r.beg = 0
@@ -311,6 +331,31 @@ func (r *Reader) fill() bool {
 	}
 	r.err = io.ErrNoProgress
 	return false
+}
+
+// spare returns a buffer of len(r.buf) bytes for fill to move to.
+func (r *Reader) spare() []byte {
+	for len(r.spares) > 0 {
+		b := r.spares[len(r.spares)-1]
+		r.spares = r.spares[:len(r.spares)-1]
+		if len(b) == len(r.buf) {
+			return b
+		}
+	}
+	return make([]byte, len(r.buf))
+}
+
+// release ends a hold: the segments read so far are no longer referred to.
+func (r *Reader) release() {
+	r.hold = false
+	for i, b := range r.held {
+		// Two spares are enough: a set rarely spans more than one read.
+		if len(r.spares) < 2 {
+			r.spares = append(r.spares, b)
+		}
+		r.held[i] = nil
+	}
+	r.held = r.held[:0]
 }
 
 // bigInput is the number of reads after which the buffer grows to

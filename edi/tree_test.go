@@ -3,13 +3,16 @@ package edi
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/edigw/edigw/edi/spec"
+	"github.com/edigw/edigw/internal/x12gen"
 )
 
 func parseTree(t *testing.T, data []byte) []map[string]any {
@@ -247,4 +250,66 @@ func TestQuickValidAgreesWithCheckValue(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Tree segments keep referring to the reader's buffer while their set is
+// read: however the input arrives (a byte at a time, the buffer filling up
+// and moving mid-set), every set's tree holds the bytes at its segments'
+// offsets, and the JSON is the same as from one large read.
+func TestTreeBytesHeldAcrossReads(t *testing.T) {
+	var data []byte
+	for _, tx := range []string{"850", "856"} {
+		cfg := x12gen.Default()
+		cfg.TxTypes, cfg.Size = []string{tx}, 300_000
+		var buf bytes.Buffer
+		if _, err := x12gen.Write(&buf, cfg); err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, buf.Bytes()...)
+	}
+	trees := func(r io.Reader) []byte {
+		var out []byte
+		sets := 0
+		err := Process(r, Options{Tree: true, OnSet: func(ic *Interchange, g *Group, s *Set) {
+			sets++
+			for seg := range s.Tree.Segments() {
+				if got := data[seg.Pos.Offset : seg.Pos.Offset+int64(len(seg.Raw()))]; !bytes.Equal(seg.Raw(), got) {
+					t.Fatalf("set %d: tree segment %q, the input has %q at offset %d", sets, seg.Raw(), got, seg.Pos.Offset)
+				}
+			}
+			out = s.Tree.AppendJSON(out)
+		}})
+		if err != nil || sets < 100 {
+			t.Fatalf("%v, %d sets", err, sets)
+		}
+		return out
+	}
+	want := trees(bytes.NewReader(data))
+	for name, r := range map[string]io.Reader{
+		"one byte": iotest.OneByteReader(bytes.NewReader(data)),
+		"half":     iotest.HalfReader(bytes.NewReader(data)),
+		"odd":      &chunkReader{data: data, sizes: []int{1, 7000, 3, 65536, 120000, 5}},
+	} {
+		if got := trees(r); !bytes.Equal(got, want) {
+			t.Fatalf("%s: the trees differ from one large read", name)
+		}
+	}
+}
+
+// chunkReader returns data in reads of the given sizes, in turn.
+type chunkReader struct {
+	data  []byte
+	sizes []int
+	n     int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	k := min(len(p), len(c.data), c.sizes[c.n%len(c.sizes)])
+	c.n++
+	copy(p, c.data[:k])
+	c.data = c.data[k:]
+	return k, nil
 }
