@@ -66,9 +66,11 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	set := g.partners()
-	// Room for a few stages per worker: beyond that, new work waits in the
-	// spool for a claim.
-	g.files, g.docs = newHandoff(max(64, 4*cfg.Workers.Files)), newHandoff(max(64, 4*cfg.Workers.Documents))
+	// Room for a couple of stages per worker; beyond that, new work waits in
+	// the spool, where any node's idle worker claims it. A node must not
+	// hoard work it cannot start soon: its peers would sit idle while it
+	// waits, and work queued longer than its lease is taken over by them.
+	g.files, g.docs = newHandoff(2*cfg.Workers.Files), newHandoff(2*cfg.Workers.Documents)
 	if g.outbox, err = outbox.New(cfg.Outbox.Dir); err != nil {
 		return nil, err
 	}
@@ -209,7 +211,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go func() { errc <- ignoreClosed(g.sftp.Serve(ln)) }()
 
 	var wg sync.WaitGroup
-	work := func(n int, claim func(context.Context) bool, h *handoff, run func(context.Context, spool.Item)) {
+	work := func(n int, claim func(context.Context) bool, h *handoff, run func(context.Context, handed)) {
 		for i := 0; i < n; i++ {
 			wg.Add(1)
 			go func() {
@@ -332,13 +334,19 @@ func ignoreClosed(err error) error {
 // loop runs a worker until ctx ends: work handed over in memory first,
 // then claims; claim reports whether it found work. Idle workers wait for
 // handed-over work, a wake-up or the poll interval.
-func (g *Gateway) loop(ctx context.Context, claim func(context.Context) bool, h *handoff, run func(context.Context, spool.Item)) {
-	for ctx.Err() == nil {
-		select {
-		case it := <-h.queue():
-			g.runHanded(ctx, h, it, run)
-			continue
-		default:
+//
+// While work keeps being handed over, every claimEvery-th turn claims
+// anyway, so retries and work left to claims do not starve.
+func (g *Gateway) loop(ctx context.Context, claim func(context.Context) bool, h *handoff, run func(context.Context, handed)) {
+	const claimEvery = 16
+	for turn := 1; ctx.Err() == nil; turn++ {
+		if turn%claimEvery != 0 {
+			select {
+			case it := <-h.queue():
+				g.runHanded(ctx, h, it, run)
+				continue
+			default:
+			}
 		}
 		if claim(ctx) {
 			continue
@@ -367,13 +375,13 @@ func (g *Gateway) claimFiles(ctx context.Context) bool {
 		return false
 	}
 	for _, it := range items {
-		g.runFile(ctx, it)
+		g.runFile(ctx, handed{Item: it})
 	}
 	return true
 }
 
 // runFile runs the stage of a file this node holds the lease of.
-func (g *Gateway) runFile(_ context.Context, it spool.Item) {
+func (g *Gateway) runFile(_ context.Context, it handed) {
 	g.inFlight.Add(1)
 	defer g.inFlight.Add(-1)
 	sctx, cancel := g.stageCtx()
@@ -421,19 +429,19 @@ func (g *Gateway) claimDocuments(ctx context.Context) bool {
 		return false
 	}
 	for _, it := range items {
-		g.runDocument(ctx, it)
+		g.runDocument(ctx, handed{Item: it})
 	}
 	return true
 }
 
 // runDocument runs the stage of a document this node holds the lease of.
-func (g *Gateway) runDocument(_ context.Context, it spool.Item) {
+func (g *Gateway) runDocument(_ context.Context, it handed) {
 	g.inFlight.Add(1)
 	defer g.inFlight.Add(-1)
 	sctx, cancel := g.stageCtx()
 	defer cancel()
 	start := time.Now()
-	err := g.documentStage(sctx, it.Document)
+	err := g.documentStage(sctx, it.Document, it.archived)
 	g.metrics.Since("document", start)
 	if err != nil {
 		g.stageFailed(sctx, it.Document.ID, it.Document.Work, err)

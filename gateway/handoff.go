@@ -19,14 +19,22 @@ import (
 // never blocks; when the queue is full the record is created unleased and
 // the workers claim it from the spool as usual.
 type handoff struct {
-	q        chan spool.Item
+	q        chan handed
 	reserved atomic.Int64
 	mu       sync.Mutex
 	queued   map[spool.ID]bool // queued or being run: never queued twice
 }
 
 func newHandoff(n int) *handoff {
-	return &handoff{q: make(chan spool.Item, n), queued: map[spool.ID]bool{}}
+	return &handoff{q: make(chan handed, n), queued: map[spool.ID]bool{}}
+}
+
+// handed is work handed over, or claimed.
+type handed struct {
+	spool.Item
+	// archived: the file stage archived the document's JSON (with the
+	// file's other objects), so its stage only records it.
+	archived bool
 }
 
 // reserve takes a place for one item; false when the queue is full (or
@@ -48,7 +56,7 @@ func (h *handoff) cancel() { h.reserved.Add(-1) }
 // put queues an item for which a place was reserved; false (and the place
 // given back) if the item is queued or running already, which a stage
 // re-run by the same node can find.
-func (h *handoff) put(it spool.Item) bool {
+func (h *handoff) put(it handed) bool {
 	h.mu.Lock()
 	dup := h.queued[it.ID()]
 	h.queued[it.ID()] = true
@@ -73,7 +81,7 @@ func (h *handoff) done(id spool.ID) {
 
 // queue returns the channel workers receive from (nil, never ready, without
 // a handoff).
-func (h *handoff) queue() <-chan spool.Item {
+func (h *handoff) queue() <-chan handed {
 	if h == nil {
 		return nil
 	}
@@ -86,7 +94,7 @@ func (g *Gateway) lease() spool.Lease { return spool.Lease{Owner: g.id, For: g.c
 // runHanded runs the stage of an item taken from a handoff queue. A lease
 // that has run down while the item waited is extended first; if the lease
 // was lost meanwhile the item is someone else's and is left alone.
-func (g *Gateway) runHanded(ctx context.Context, h *handoff, it spool.Item, run func(context.Context, spool.Item)) {
+func (g *Gateway) runHanded(ctx context.Context, h *handoff, it handed, run func(context.Context, handed)) {
 	h.take()
 	defer h.done(it.ID())
 	if time.Until(it.Work().LeaseUntil) < g.cfg.Workers.Lease/2 {

@@ -70,10 +70,10 @@ func TestHandoffAccounting(t *testing.T) {
 		t.Fatal("a queue of 2 must reserve exactly 2 places")
 	}
 	d := &spool.Document{ID: "doc_1"}
-	if !h.put(spool.Item{Kind: spool.KindDocument, Document: d}) {
+	if !h.put(handed{Item: spool.Item{Kind: spool.KindDocument, Document: d}}) {
 		t.Fatal("first put refused")
 	}
-	if h.put(spool.Item{Kind: spool.KindDocument, Document: d}) {
+	if h.put(handed{Item: spool.Item{Kind: spool.KindDocument, Document: d}}) {
 		t.Error("the same document queued twice")
 	}
 	if !h.reserve() {
@@ -85,11 +85,11 @@ func TestHandoffAccounting(t *testing.T) {
 	g.cfg.Workers.Lease = time.Minute
 	d.Work.LeaseUntil = time.Now().Add(time.Minute)
 	it := <-h.queue()
-	g.runHanded(context.Background(), h, it, func(_ context.Context, it spool.Item) { ran = append(ran, it.ID()) })
+	g.runHanded(context.Background(), h, it, func(_ context.Context, it handed) { ran = append(ran, it.ID()) })
 	if !slices.Equal(ran, []spool.ID{"doc_1"}) || h.reserved.Load() != 0 {
 		t.Errorf("ran %v, %d places reserved", ran, h.reserved.Load())
 	}
-	if !h.reserve() || !h.put(spool.Item{Kind: spool.KindDocument, Document: d}) {
+	if !h.reserve() || !h.put(handed{Item: spool.Item{Kind: spool.KindDocument, Document: d}}) {
 		t.Error("a document that has run can be queued again")
 	}
 	var none *handoff // a CLI process

@@ -29,10 +29,14 @@ import (
 //	                       acknowledge) → acked → (archive raw + acks) → archived → done
 //	document  mapped → (POST to the ERP) → delivered → (archive JSON) → archived → done
 //
-// A stage archives what it made itself when the archive works, and then
-// records acked (delivered), archived and done in one write (spool.Then);
-// when the archive fails, the item stops at acked (delivered) and the
-// archive stage retries it.
+// The file stage records each interchange with its documents and ack in
+// one write, archives the raw file, the acks and the documents' JSON
+// together, then records acked, archived and done in one write
+// (spool.Then). It hands the documents, created leased to this node, to
+// the document workers in memory (handoff.go), telling them the JSON is
+// archived: their stage then records delivered, with the ERP's response,
+// archived and done in one write. When the archive fails, the item stops at
+// acked (delivered) and the archive stage retries it.
 //	          parsed sets the X12 validator rejected → rejected → done
 //	          sets without a mapping, or whose mapping fails → held (with the reason)
 
@@ -48,10 +52,11 @@ func (g *Gateway) fileStage(ctx context.Context, f *spool.File) error {
 	if err != nil {
 		return err
 	}
-	var recorded []spool.Interchange // with their acks, to archive
+	run := &fileRun{}
+	defer g.handDocuments(run) // on every path: they are leased to this node
 	switch {
 	case looksX12(head):
-		recorded, err = g.parseX12(ctx, log, p, f)
+		err = g.parseX12(ctx, log, p, f, run)
 	case p.CSVDocument(f.Name) != nil:
 		err = g.parseCSV(ctx, log, p, f, p.CSVDocument(f.Name))
 	default:
@@ -62,14 +67,43 @@ func (g *Gateway) fileStage(ctx context.Context, f *spool.File) error {
 	if err != nil {
 		return err
 	}
-	// The raw file and its acks are archived in this stage too, saving a
-	// claim and a commit; when the archive is failing they are left to the
-	// archive stage, which retries with backoff.
-	if err := g.archiveNow(ctx, func() error { return g.archiveFileWith(ctx, f, recorded) }); err != nil {
+	// The raw file, its acks and its documents' JSON are archived in this
+	// stage too, together (one fsync per folder with a directory archive),
+	// saving a claim and a commit; when the archive is failing they are left
+	// to the archive stages, which retry with backoff.
+	if err := g.archiveNow(ctx, func() error { return g.archiveFileWith(ctx, f, run.recorded, run.docs) }); err != nil {
 		log.Warn("archive failed; the archive stage retries it", "err", err)
 		return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateAcked, g.owner())
 	}
+	run.archived = true
+	g.handDocuments(run)
 	return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateAcked, g.owner(), spool.Then(spool.StateArchived, spool.StateDone))
+}
+
+// fileRun is what a file stage recorded.
+type fileRun struct {
+	recorded []spool.Interchange // with their acks
+	docs     []spool.Document    // the documents it created or found
+	handed   []bool              // per doc: a handoff place is reserved for it
+	archived bool                // the documents' JSON is archived
+}
+
+// handDocuments gives the documents recorded leased to this node to its
+// document workers (once), telling them whether the JSON is archived.
+func (g *Gateway) handDocuments(run *fileRun) {
+	for i, d := range run.docs {
+		if !run.handed[i] {
+			continue
+		}
+		run.handed[i] = false
+		// Only a document this stage created is ours to run; a re-run of
+		// the stage finds the ones of the first run, which are handled.
+		if d.Work.LeaseOwner == g.id && d.UpdatedAt.Equal(d.CreatedAt) {
+			g.docs.put(handed{Item: spool.Item{Kind: spool.KindDocument, Document: &d}, archived: run.archived && !d.Mapped.IsZero()})
+		} else {
+			g.docs.cancel()
+		}
+	}
 }
 
 // archiveNow runs archive unless the archive failed in the last minute (an
@@ -125,18 +159,17 @@ type setResult struct {
 }
 
 // parseX12 reads every interchange of the file, records it (a re-sent ISA13
-// is a duplicate), records and maps its sets, and writes its acks. It
-// returns the interchanges recorded.
-func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File) ([]spool.Interchange, error) {
+// is a duplicate), records and maps its sets, and writes its acks; run
+// collects what it recorded.
+func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, run *fileRun) error {
 	r, err := g.blobs.Open(ctx, f.Blob)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer r.Close()
 	var (
 		icSeq, setSeq int
 		pending       []setResult
-		recorded      []spool.Interchange
 		failure       error
 	)
 	opt := edi.Options{Tree: true, Set: p.SpecSet,
@@ -146,9 +179,7 @@ func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Pa
 		},
 		OnInterchange: func(ic *edi.Interchange) {
 			if failure == nil {
-				var rec spool.Interchange
-				rec, failure = g.recordInterchange(ctx, log, p, f, ic, icSeq, pending)
-				recorded = append(recorded, rec)
+				failure = g.recordInterchange(ctx, log, p, f, ic, icSeq, pending, run)
 			}
 			icSeq++
 			pending = pending[:0]
@@ -156,11 +187,11 @@ func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Pa
 	}
 	if err := edi.Process(bufio.NewReaderSize(r, 64<<10), opt); err != nil && icSeq == 0 {
 		// Nothing readable at all: the file is rejected (no ack is possible).
-		return nil, g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateRejected, g.owner(), spool.WithReason(err.Error()))
+		return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateRejected, g.owner(), spool.WithReason(err.Error()))
 	} else if err != nil {
 		g.note(ctx, f.ID, "error", "data after the last interchange: "+err.Error())
 	}
-	return recorded, failure
+	return failure
 }
 
 // idempotencyKey is stable for a document across retries and replays: the
@@ -282,11 +313,12 @@ func rejection(ic *edi.Interchange, grp *edi.Group, s *edi.Set) string {
 
 // recordInterchange records one interchange, unless it is a duplicate with
 // its documents and acknowledgement, in one write; then it writes the ack
-// to the partner's outbox and hands the documents to this node's workers.
-func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, ic *edi.Interchange, seq int, sets []setResult) (spool.Interchange, error) {
+// to the partner's outbox. The documents go to run, to be handed to this
+// node's workers once archived.
+func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, ic *edi.Interchange, seq int, sets []setResult, run *fileRun) error {
 	ack, err := g.makeAck(ctx, p, ic)
 	if err != nil {
-		return spool.Interchange{}, fmt.Errorf("interchange %s: ack: %w", ic.Control, err)
+		return fmt.Errorf("interchange %s: ack: %w", ic.Control, err)
 	}
 	ni := spool.NewInterchange{
 		FileID: f.ID, Seq: seq, Control: ic.Control, Sender: ic.SenderQualifier + ":" + ic.SenderID,
@@ -306,7 +338,7 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 		nd, err := g.newDocument(ctx, log, f, s)
 		if err != nil {
 			cancel()
-			return spool.Interchange{}, err
+			return err
 		}
 		if (nd.State == spool.StateMapped || nd.State == spool.StateRejected) && g.docs.reserve() {
 			nd.Lease, handed[i] = g.lease(), true
@@ -316,37 +348,29 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 	rec, docs, err := g.store.AddInterchange(ctx, ni)
 	if err != nil {
 		cancel()
-		return rec, fmt.Errorf("interchange %s: %w", ic.Control, err)
+		return fmt.Errorf("interchange %s: %w", ic.Control, err)
 	}
 	if rec.State == spool.StateDuplicate {
 		cancel()
 		log.Warn("duplicate interchange", "isa13", ic.Control, "original", rec.DuplicateOf)
 		if (ic.AckRequested && p.Acks.TA1 != partners.TA1Never && p.Acks.TA1 != partners.TA1OnError) || p.Acks.TA1 == partners.TA1Always {
-			return g.writeTA1Duplicate(ctx, p, rec, ic)
+			rec, err = g.writeTA1Duplicate(ctx, p, rec, ic)
 		}
-		return rec, nil
+		run.recorded = append(run.recorded, rec)
+		return err
 	}
+	run.recorded = append(run.recorded, rec)
 	for i, d := range docs {
 		g.documentRecorded(ctx, log, f, d, sets[i])
-		if !handed[i] {
-			if d.State == spool.StateMapped || d.State == spool.StateRejected {
-				defer g.wakeWorkers()
-			}
-			continue
-		}
-		handed[i] = false
-		// Only a document this write created is ours to run; a re-run of
-		// the stage finds the ones of the first run, which are handled.
-		if d.Work.LeaseOwner == g.id && d.UpdatedAt.Equal(d.CreatedAt) {
-			g.docs.put(spool.Item{Kind: spool.KindDocument, Document: &d})
-		} else {
-			g.docs.cancel()
+		if !handed[i] && (d.State == spool.StateMapped || d.State == spool.StateRejected) {
+			defer g.wakeWorkers()
 		}
 	}
+	run.docs, run.handed = append(run.docs, docs...), append(run.handed, handed...)
 	if rec.Ack.Kind == "" {
-		return rec, nil
+		return nil
 	}
-	return rec, g.deliverAck(ctx, p, rec.Ack)
+	return g.deliverAck(ctx, p, rec.Ack)
 }
 
 // newDocument is the record of one set's outcome; its canonical JSON is
@@ -572,40 +596,78 @@ func (g *Gateway) archiveFile(ctx context.Context, f *spool.File) error {
 	if err != nil {
 		return err
 	}
-	return g.archiveFileWith(ctx, f, ics)
+	return g.archiveFileWith(ctx, f, ics, nil)
 }
 
-// archiveFileWith archives the raw file and the acks of its interchanges ics.
-func (g *Gateway) archiveFileWith(ctx context.Context, f *spool.File, ics []spool.Interchange) error {
-	at := f.ReceivedAt
-	if err := g.archiveBlob(ctx, archive.Key("", f.Partner, at, string(f.ID), "raw-"+f.Name), f.Blob, ""); err != nil {
-		return err
-	}
+// archiveFileWith archives, together, the raw file, the acks of its
+// interchanges ics and the JSON of its mapped documents docs.
+func (g *Gateway) archiveFileWith(ctx context.Context, f *spool.File, ics []spool.Interchange, docs []spool.Document) error {
+	objs := []archive.Object{g.archiveObject(ctx, archive.Key("", f.Partner, f.ReceivedAt, string(f.ID), "raw-"+f.Name), f.Blob, "")}
 	for _, ic := range ics {
 		if ic.Ack.Blob.IsZero() {
 			continue
 		}
 		name := fmt.Sprintf("ack-%d-%s-%s.x12", ic.Seq, strings.ReplaceAll(ic.Ack.Kind, "+", "-"), ic.Ack.Control)
-		if err := g.archiveBlob(ctx, archive.Key("", f.Partner, at, string(f.ID), name), ic.Ack.Blob, "application/edi-x12"); err != nil {
-			return err
+		objs = append(objs, g.archiveObject(ctx, archive.Key("", f.Partner, f.ReceivedAt, string(f.ID), name), ic.Ack.Blob, "application/edi-x12"))
+	}
+	for _, d := range docs {
+		if !d.Mapped.IsZero() {
+			objs = append(objs, g.archiveObject(ctx, documentKey(&d), d.Mapped, "application/json"))
 		}
 	}
-	return nil
+	defer func() {
+		for _, o := range objs {
+			o.Body.(io.Closer).Close()
+		}
+	}()
+	err := archive.PutAll(ctx, g.archive, objs)
+	g.metrics.ArchivePuts.WithLabelValues(outcome(err)).Add(float64(len(objs)))
+	return err
 }
 
 func (g *Gateway) archiveBlob(ctx context.Context, key string, ref spool.BlobRef, contentType string) error {
-	r, err := g.blobs.Open(ctx, ref)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	o := archive.Object{Key: key, Body: r, Size: ref.Size, SHA256: ref.SHA256, ContentType: contentType}
-	if p, ok := g.blobPath(ref); ok {
-		o.LinkFrom = p // a directory archive links the stored blob instead of copying it
-	}
-	err = g.archive.Put(ctx, o)
+	o := g.archiveObject(ctx, key, ref, contentType)
+	defer o.Body.(io.Closer).Close()
+	err := g.archive.Put(ctx, o)
 	g.metrics.ArchivePuts.WithLabelValues(outcome(err)).Inc()
 	return err
+}
+
+// archiveObject is the archive object of a blob; its Body is an
+// io.Closer. A directory archive links the stored blob instead of copying
+// it, and then never reads the body, which is only opened when read.
+func (g *Gateway) archiveObject(ctx context.Context, key string, ref spool.BlobRef, contentType string) archive.Object {
+	o := archive.Object{Key: key, Body: &blobReader{ctx: ctx, blobs: g.blobs, ref: ref}, Size: ref.Size, SHA256: ref.SHA256, ContentType: contentType}
+	if p, ok := g.blobPath(ref); ok {
+		o.LinkFrom = p
+	}
+	return o
+}
+
+// blobReader reads a spool blob, opened at the first Read.
+type blobReader struct {
+	ctx   context.Context
+	blobs spool.Blobs
+	ref   spool.BlobRef
+	r     io.ReadCloser
+	err   error
+}
+
+func (b *blobReader) Read(p []byte) (int, error) {
+	if b.r == nil && b.err == nil {
+		b.r, b.err = b.blobs.Open(b.ctx, b.ref)
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.r.Read(p)
+}
+
+func (b *blobReader) Close() error {
+	if b.r == nil {
+		return nil
+	}
+	return b.r.Close()
 }
 
 // docFailed tells webhook subscribers a document stopped: rejected (bad
@@ -635,7 +697,9 @@ func erpOutcome(res erp.Result) string {
 }
 
 // documentStage delivers a mapped document to the ERP, then archives it.
-func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
+// documentStage delivers a document and archives its JSON, unless the file
+// stage did (archived).
+func (g *Gateway) documentStage(ctx context.Context, d *spool.Document, archived bool) error {
 	log := g.log.With("message_id", d.ID, "partner", d.Partner, "type", d.Type, "idempotency_key", d.IdempotencyKey)
 	stage := d.Work.Stage()
 	c := g.chain(d.ID)
@@ -680,7 +744,10 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 			// Archived now, delivered, archived and done are one write.
 			// Otherwise the delivery is recorded and archiving retried
 			// (the ERP's Idempotency-Key covers a crash in between).
-			err := g.archiveNow(ctx, func() error { return g.archiveDocument(ctx, d) })
+			var err error
+			if !archived {
+				err = g.archiveNow(ctx, func() error { return g.archiveDocument(ctx, d) })
+			}
 			if err == nil {
 				return c.end(ctx, stage, spool.StateDelivered, spool.WithResponse(resp), spool.Then(spool.StateArchived, spool.StateDone))
 			}
@@ -726,8 +793,13 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document) error {
 
 // archiveDocument archives a document's mapped JSON.
 func (g *Gateway) archiveDocument(ctx context.Context, d *spool.Document) error {
-	key := archive.Key("", d.Partner, d.CreatedAt, string(d.FileID), fmt.Sprintf("doc-%d-%s.json", d.Seq, d.Type))
-	return g.archiveBlob(ctx, key, d.Mapped, "application/json")
+	return g.archiveBlob(ctx, documentKey(d), d.Mapped, "application/json")
+}
+
+// documentKey is where a document's JSON is archived: in its file's folder
+// (of the day the document was recorded).
+func documentKey(d *spool.Document) string {
+	return archive.Key("", d.Partner, d.CreatedAt, string(d.FileID), fmt.Sprintf("doc-%d-%s.json", d.Seq, d.Type))
 }
 
 func (g *Gateway) readBlob(ctx context.Context, ref spool.BlobRef) ([]byte, error) {

@@ -119,22 +119,22 @@ func (g *Gateway) spoolFile(ctx context.Context, nf spool.NewFile, put func() (s
 		return "", spool.BlobRef{}, fmt.Errorf("spool blob: %w", err)
 	}
 	nf.Blob, nf.ReceivedAt, nf.DedupeWindow = ref, time.Now(), p.Acks.DuplicateWindow
-	handed := g.files.reserve()
-	if handed {
+	reserved := g.files.reserve()
+	if reserved {
 		nf.Lease = g.lease()
 	}
 	f, err := g.store.AddFile(ctx, nf)
 	if err != nil {
-		if handed {
+		if reserved {
 			g.files.cancel()
 		}
 		return "", ref, fmt.Errorf("spool record: %w", err)
 	}
 	switch {
-	case !handed:
+	case !reserved:
 		defer g.wakeWorkers()
 	case f.Work.LeaseOwner == g.id:
-		g.files.put(spool.Item{Kind: spool.KindFile, File: &f})
+		g.files.put(handed{Item: spool.Item{Kind: spool.KindFile, File: &f}})
 	default:
 		g.files.cancel() // a duplicate: there is no work on it
 	}

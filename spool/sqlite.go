@@ -683,14 +683,21 @@ func (s *SQLite) AddInterchange(ctx context.Context, ni NewInterchange) (Interch
 		docs []Document
 	)
 	err := s.write(ctx, func(tx *wtx, now time.Time) error {
-		var err error
-		if x, err = s.addInterchange(ctx, tx, now, ni); err != nil || x.State == StateDuplicate {
+		var (
+			err   error
+			fresh bool
+		)
+		if x, fresh, err = s.addInterchange(ctx, tx, now, ni); err != nil || x.State == StateDuplicate {
 			return err
 		}
 		docs = docs[:0]
 		for _, nd := range ni.Documents {
 			nd.FileID, nd.InterchangeID = ni.FileID, x.ID
-			d, err := s.addDocument(ctx, tx, now, nd)
+			var in *newIx // a new interchange has no documents yet
+			if fresh {
+				in = &newIx{partner: x.Partner}
+			}
+			d, err := s.addDocument(ctx, tx, now, nd, in)
 			if err != nil {
 				return fmt.Errorf("document %d: %w", nd.Seq, err)
 			}
@@ -712,19 +719,19 @@ func (s *SQLite) AddInterchange(ctx context.Context, ni NewInterchange) (Interch
 }
 
 // addInterchange records the interchange, or returns the one recorded
-// before at its position.
-func (s *SQLite) addInterchange(ctx context.Context, tx *wtx, now time.Time, ni NewInterchange) (Interchange, error) {
-	x, err := scanInterchange(tx.QueryRowContext(ctx, "SELECT "+ixCols+" FROM interchanges WHERE file_id = ? AND seq = ?", ni.FileID, ni.Seq))
+// before at its position; fresh reports which.
+func (s *SQLite) addInterchange(ctx context.Context, tx *wtx, now time.Time, ni NewInterchange) (x Interchange, fresh bool, err error) {
+	x, err = scanInterchange(tx.QueryRowContext(ctx, "SELECT "+ixCols+" FROM interchanges WHERE file_id = ? AND seq = ?", ni.FileID, ni.Seq))
 	if err == nil {
-		return x, nil // added before: a re-run of the same stage
+		return x, false, nil // added before: a re-run of the same stage
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
-		return x, err
+		return x, false, err
 	}
 	var partner string
 	var received int64
 	if err := tx.QueryRowContext(ctx, "SELECT partner, received_at FROM files WHERE id = ?", ni.FileID).Scan(&partner, &received); err != nil {
-		return x, notFound(err, ni.FileID)
+		return x, false, notFound(err, ni.FileID)
 	}
 	state, dupOf, msg := StateParsed, "", ""
 	if ni.Rejected {
@@ -738,7 +745,7 @@ func (s *SQLite) addInterchange(ctx context.Context, tx *wtx, now time.Time, ni 
 		}
 		err := tx.QueryRowContext(ctx, q+" ORDER BY received_at, id LIMIT 1", args...).Scan(&dupOf)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return x, fmt.Errorf("dedupe: %w", err)
+			return x, false, fmt.Errorf("dedupe: %w", err)
 		}
 		if dupOf != "" {
 			state, msg = StateDuplicate, "interchange control "+ni.Control+" already received in "+dupOf
@@ -746,7 +753,7 @@ func (s *SQLite) addInterchange(ctx context.Context, tx *wtx, now time.Time, ni 
 	}
 	id, err := NewID(KindInterchange, now)
 	if err != nil {
-		return x, err
+		return x, false, err
 	}
 	x, err = scanInterchange(tx.QueryRowContext(ctx, `INSERT INTO interchanges (id, file_id, seq, partner, control, sender, receiver,
 		version, state, duplicate_of, received_at, meta, created_at, updated_at)
@@ -754,10 +761,15 @@ func (s *SQLite) addInterchange(ctx context.Context, tx *wtx, now time.Time, ni 
 		id, ni.FileID, ni.Seq, partner, ni.Control, ni.Sender, ni.Receiver, ni.Version, state, nullString(dupOf), received,
 		nullJSON(ni.Meta), micros(now), micros(now)))
 	if err != nil {
-		return x, err
+		return x, false, err
 	}
-	return x, insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: "system", Kind: EventCreated, To: state, Message: msg})
+	return x, true, insertEvent(ctx, tx, Event{Subject: id, At: now, Actor: "system", Kind: EventCreated, To: state, Message: msg})
 }
+
+// newIx is what addDocument need not look up for the documents of an
+// interchange created in the same transaction: no document of it exists
+// yet, it belongs to the document's file, and the file's partner.
+type newIx struct{ partner string }
 
 // AddDocument implements [Recorder].
 func (s *SQLite) AddDocument(ctx context.Context, nd NewDocument) (Document, error) {
@@ -767,7 +779,7 @@ func (s *SQLite) AddDocument(ctx context.Context, nd NewDocument) (Document, err
 	var d Document
 	err := s.write(ctx, func(tx *wtx, now time.Time) error {
 		var err error
-		d, err = s.addDocument(ctx, tx, now, nd)
+		d, err = s.addDocument(ctx, tx, now, nd, nil)
 		return err
 	})
 	if err != nil {
@@ -778,19 +790,23 @@ func (s *SQLite) AddDocument(ctx context.Context, nd NewDocument) (Document, err
 
 // addDocument records a checked document, or returns the one recorded
 // before at its position.
-func (s *SQLite) addDocument(ctx context.Context, tx *wtx, now time.Time, nd NewDocument) (Document, error) {
-	d, err := scanDocument(tx.QueryRowContext(ctx, "SELECT "+docCols+" FROM documents WHERE file_id = ? AND seq = ?", nd.FileID, nd.Seq))
-	if err == nil {
-		return d, nil // added before
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return d, err
-	}
+func (s *SQLite) addDocument(ctx context.Context, tx *wtx, now time.Time, nd NewDocument, in *newIx) (d Document, err error) {
 	var partner string
-	if err := tx.QueryRowContext(ctx, "SELECT partner FROM files WHERE id = ?", nd.FileID).Scan(&partner); err != nil {
-		return d, notFound(err, nd.FileID)
+	if in != nil {
+		partner = in.partner
+	} else {
+		d, err = scanDocument(tx.QueryRowContext(ctx, "SELECT "+docCols+" FROM documents WHERE file_id = ? AND seq = ?", nd.FileID, nd.Seq))
+		if err == nil {
+			return d, nil // added before
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return d, err
+		}
+		if err := tx.QueryRowContext(ctx, "SELECT partner FROM files WHERE id = ?", nd.FileID).Scan(&partner); err != nil {
+			return d, notFound(err, nd.FileID)
+		}
 	}
-	if nd.InterchangeID != "" {
+	if nd.InterchangeID != "" && in == nil {
 		var fileID ID
 		if err := tx.QueryRowContext(ctx, "SELECT file_id FROM interchanges WHERE id = ?", nd.InterchangeID).Scan(&fileID); err != nil {
 			return d, notFound(err, nd.InterchangeID)

@@ -34,6 +34,22 @@ type Archive interface {
 	Put(ctx context.Context, o Object) error
 }
 
+// PutAll stores objs in a, together where a can make that cheaper (a [Dir]
+// makes one fsync per directory), else one by one.
+func PutAll(ctx context.Context, a Archive, objs []Object) error {
+	if b, ok := a.(interface {
+		PutAll(context.Context, []Object) error
+	}); ok {
+		return b.PutAll(ctx, objs)
+	}
+	for _, o := range objs {
+		if err := a.Put(ctx, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Object is one file to archive.
 type Object struct {
 	// Key is a slash-separated relative key, usually built with [Key].

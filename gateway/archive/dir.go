@@ -101,46 +101,90 @@ func (d *Dir) Put(ctx context.Context, o Object) error {
 	return nil
 }
 
+// PutAll stores objs as Put would, with one manifest append and one fsync
+// per directory for all of them instead of two fsyncs per object: a
+// message's raw file, acks and documents go in together. On an error some
+// objects may be stored (each whole, as by Put); putting them all again
+// completes the rest.
+func (d *Dir) PutAll(ctx context.Context, objs []Object) error {
+	var (
+		dirs  []string
+		lines = map[string][]manifestLine{}
+	)
+	for _, o := range objs {
+		dir, line, err := d.store(ctx, o)
+		if err != nil {
+			return fmt.Errorf("archive dir %s: put %s: %w", d.root, o.Key, err)
+		}
+		if _, ok := lines[dir]; !ok {
+			dirs = append(dirs, dir)
+		}
+		lines[dir] = append(lines[dir], line)
+	}
+	for _, dir := range dirs {
+		if err := appendManifest(dir, lines[dir]...); err != nil {
+			return fmt.Errorf("archive dir %s: %w", d.root, err)
+		}
+		if err := durable.SyncDir(dir); err != nil {
+			return fmt.Errorf("archive dir %s: %w", d.root, err)
+		}
+	}
+	return nil
+}
+
 func (d *Dir) put(ctx context.Context, o Object) error {
-	final, err := d.Path(o.Key)
+	dir, line, err := d.store(ctx, o)
 	if err != nil {
 		return err
+	}
+	if err := appendManifest(dir, line); err != nil {
+		return err
+	}
+	// One fsync makes both the object's entry and the manifest's durable.
+	return durable.SyncDir(dir)
+}
+
+// manifestLine is one object's entry in its directory's manifest.
+type manifestLine struct{ name, sha string }
+
+// store links or copies o to its final name (not yet durable, not yet
+// listed) and returns its directory and manifest entry.
+func (d *Dir) store(ctx context.Context, o Object) (string, manifestLine, error) {
+	final, err := d.Path(o.Key)
+	if err != nil {
+		return "", manifestLine{}, err
 	}
 	want, err := normSHA256(o.SHA256)
 	if err != nil {
-		return err
+		return "", manifestLine{}, err
 	}
 	if o.Body == nil {
-		return errors.New("nil body")
+		return "", manifestLine{}, errors.New("nil body")
 	}
 	if o.LinkFrom != "" && want == "" {
 		// The linked file is not read, so only the caller can vouch for its hash.
-		return fmt.Errorf("link from %s: no sha256 given", o.LinkFrom)
+		return "", manifestLine{}, fmt.Errorf("link from %s: no sha256 given", o.LinkFrom)
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return "", manifestLine{}, err
 	}
 	dir := filepath.Dir(final)
 	if err := mkdirAllSync(dir); err != nil {
-		return err
+		return "", manifestLine{}, err
 	}
 
 	sha, linked := want, false
 	if o.LinkFrom != "" {
 		if linked, err = linkIn(o, final, want); err != nil {
-			return err
+			return "", manifestLine{}, err
 		}
 	}
 	if !linked {
 		if sha, err = copyIn(ctx, o, final, want); err != nil {
-			return err
+			return "", manifestLine{}, err
 		}
 	}
-	if err := appendManifest(dir, filepath.Base(final), sha); err != nil {
-		return err
-	}
-	// One fsync makes both the object's entry and the manifest's durable.
-	return durable.SyncDir(dir)
+	return dir, manifestLine{name: filepath.Base(final), sha: sha}, nil
 }
 
 // linkIn hard-links o.LinkFrom to final, trusting want as its hash. It
@@ -288,34 +332,40 @@ func (d *Dir) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	return f, nil
 }
 
-// appendManifest lists name with its hex SHA-256 in dir's manifest unless
-// the manifest lists it with that hash already (a retried put). It fsyncs
-// the manifest, not dir.
+// appendManifest lists each entry with its hex SHA-256 in dir's manifest
+// unless the manifest lists it with that hash already (a retried put). It
+// fsyncs the manifest, not dir.
 //
-// The line is appended with O_APPEND in one write call: on local Linux file
-// systems such a small append is atomic with respect to other appenders, so
-// concurrent puts into one directory, even from several processes, never
-// interleave their lines. Two concurrent puts of the same key may both
-// append the same line, which is harmless.
-func appendManifest(dir, name, sha string) error {
+// The lines are appended with O_APPEND in one write call: on local Linux
+// file systems such a small append is atomic with respect to other
+// appenders, so concurrent puts into one directory, even from several
+// processes, never interleave their lines. Two concurrent puts of the same
+// key may both append the same line, which is harmless.
+func appendManifest(dir string, entries ...manifestLine) error {
 	p := filepath.Join(dir, ManifestName)
 	data, err := os.ReadFile(p)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("manifest: %w", err)
 	}
-	if have, ok := manifestLookup(data, name); ok && have == sha {
+	var add []byte
+	for _, e := range entries {
+		if have, ok := manifestLookup(data, e.name); ok && have == e.sha {
+			continue
+		}
+		add = append(add, e.sha+"  "+e.name+"\n"...)
+	}
+	if len(add) == 0 {
 		return nil
 	}
-	line := sha + "  " + name + "\n"
 	if len(data) > 0 && data[len(data)-1] != '\n' {
-		// A line torn by a crash: end it, so it does not swallow this one.
-		line = "\n" + line
+		// A line torn by a crash: end it, so it does not swallow these.
+		add = append([]byte("\n"), add...)
 	}
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
-	_, err = f.Write([]byte(line))
+	_, err = f.Write(add)
 	if err == nil {
 		err = f.Sync()
 	}

@@ -431,3 +431,56 @@ func TestDirManifestConcurrent(t *testing.T) {
 	sha256sumCheck(t, dir)
 	noTemps(t, a.Root())
 }
+
+// PutAll stores a message's objects together: each folder gets one
+// manifest append listing all of its objects; a second PutAll changes
+// nothing, and a conflicting object fails it.
+func TestDirPutAll(t *testing.T) {
+	ctx := context.Background()
+	a, err := NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC)
+	raw, ack, doc, other := []byte("ISA*raw"), []byte("ISA*ack"), []byte(`{"asn":"1"}`), []byte("other message")
+	objs := []Object{
+		{Key: Key("", "acme", at, "01MSG", "raw-in.x12"), Body: failReader{t}, Size: int64(len(raw)), SHA256: sum(raw), LinkFrom: blob(t, raw)},
+		{Key: Key("", "acme", at, "01MSG", "ack-0-999-000000001.x12"), Body: bytes.NewReader(ack), Size: int64(len(ack)), SHA256: sum(ack)},
+		{Key: Key("", "acme", at, "01MSG", "doc-0-856.json"), Body: failReader{t}, Size: int64(len(doc)), SHA256: sum(doc), LinkFrom: blob(t, doc)},
+		{Key: Key("", "acme", at, "01OTHER", "raw-x.x12"), Body: bytes.NewReader(other), Size: -1},
+	}
+	if err := PutAll(ctx, a, objs); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := a.Path(objs[0].Key)
+	dir := filepath.Dir(p)
+	want := sum(raw) + "  raw-in.x12\n" + sum(ack) + "  ack-0-999-000000001.x12\n" + sum(doc) + "  doc-0-856.json\n"
+	if got := readManifest(t, dir); got != want {
+		t.Errorf("manifest:\n%s\nwant:\n%s", got, want)
+	}
+	sha256sumCheck(t, dir)
+	po, _ := a.Path(objs[3].Key)
+	if got := readManifest(t, filepath.Dir(po)); got != sum(other)+"  raw-x.x12\n" {
+		t.Errorf("other folder's manifest %q", got)
+	}
+	for i, body := range [][]byte{raw, ack, doc, other} {
+		if size, sha, err := a.Stat(ctx, objs[i].Key); err != nil || size != int64(len(body)) || sha != sum(body) {
+			t.Errorf("Stat(%s) = %d %s %v", objs[i].Key, size, sha, err)
+		}
+	}
+	noTemps(t, a.Root())
+
+	// Again (a retried stage): nothing changes.
+	objs[1].Body, objs[3].Body = bytes.NewReader(ack), bytes.NewReader(other)
+	if err := PutAll(ctx, a, objs); err != nil {
+		t.Fatal(err)
+	}
+	if got := readManifest(t, dir); got != want {
+		t.Errorf("manifest after a retry:\n%s", got)
+	}
+	// Other content under a stored key: a conflict.
+	bad := Object{Key: objs[1].Key, Body: bytes.NewReader([]byte("ISA*other ack")), Size: -1}
+	if err := PutAll(ctx, a, []Object{bad}); !errors.Is(err, ErrConflict) {
+		t.Errorf("conflicting PutAll: %v, want ErrConflict", err)
+	}
+}
