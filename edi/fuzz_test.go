@@ -105,6 +105,15 @@ func FuzzProcess(f *testing.F) {
 					if off := seg.Pos.Offset; !bytes.Equal(seg.Raw(), data[off:off+int64(len(seg.Raw()))]) {
 						t.Fatalf("tree segment %q is not the input's %q at offset %d", seg.Raw(), data[off:off+int64(len(seg.Raw()))], off)
 					}
+					parts := bytes.Split(seg.Raw(), []byte{seg.Delimiters().Element})
+					if seg.Len() != len(parts)-1 {
+						t.Fatalf("tree segment %q: %d elements, split gives %d", seg.Raw(), seg.Len(), len(parts)-1)
+					}
+					for e := 1; e <= seg.Len(); e++ {
+						if !bytes.Equal(seg.Element(e), parts[e]) {
+							t.Fatalf("tree segment %q: element %d %q, want %q", seg.Raw(), e, seg.Element(e), parts[e])
+						}
+					}
 				}
 			}
 		}})

@@ -179,17 +179,13 @@ func (s *Segment) Clone() Segment {
 	return c
 }
 
-// cloneHeld copies the segment into dst for a tree, its element ends into
-// the given arena (so that a whole set costs a few allocations, not one per
-// segment); its bytes stay in the reader's buffer, which holds them (see
-// Reader.hold): copying them was a sixth of building a tree. dst is filled
-// field by field: a Segment returned by value was copied twice through the
-// stack.
-func (s *Segment) cloneHeld(dst *Segment, e *[]int32) {
-	ne := len(*e)
-	*e = append(*e, s.ends...)
+// cloneHeld copies the segment into dst for a tree. Its bytes and element
+// ends stay in the reader's arrays, which hold them (see Reader.hold):
+// copying them was a sixth of building a tree. dst is filled field by
+// field: a Segment returned by value was copied twice through the stack.
+func (s *Segment) cloneHeld(dst *Segment) {
 	dst.raw = s.raw[:len(s.raw):len(s.raw)]
-	dst.ends = (*e)[ne:len(*e):len(*e)]
+	dst.ends = s.ends[:len(s.ends):len(s.ends)]
 	dst.delim = s.delim
 	dst.plain = s.plain
 	dst.Pos = s.Pos
@@ -249,6 +245,10 @@ type Reader struct {
 	hold   bool
 	held   [][]byte
 	spares [][]byte
+	// While holding, the element ends of the segments read stay too: each
+	// segment's are written after those of the one before, in heldEnds
+	// (rewound at release).
+	heldEnds []int32
 }
 
 // DefaultMaxSegment is the default bound on one segment's size.
@@ -264,7 +264,7 @@ func NewReader(r io.Reader) *Reader {
 func (r *Reader) reset(in io.Reader) {
 	r.release()
 	*r = Reader{r: in, buf: r.buf, MaxSegment: DefaultMaxSegment, seg: Segment{ends: r.seg.ends[:0]},
-		held: r.held, spares: r.spares}
+		held: r.held, spares: r.spares, heldEnds: r.heldEnds}
 }
 
 // Tolerances returns the deviations accepted so far and clears the list.
@@ -345,8 +345,22 @@ func (r *Reader) spare() []byte {
 	return make([]byte, len(r.buf))
 }
 
+// keepEnds leaves the element ends of the segment read last to the holder
+// and gives r.seg the rest of the array (a new one when little is left).
+func (r *Reader) keepEnds() {
+	rest := r.seg.ends[len(r.seg.ends):]
+	if cap(rest) < 256 {
+		r.heldEnds = make([]int32, 0, 16<<10)
+		rest = r.heldEnds
+	}
+	r.seg.ends = rest
+}
+
 // release ends a hold: the segments read so far are no longer referred to.
 func (r *Reader) release() {
+	if r.hold && r.heldEnds != nil {
+		r.seg.ends = r.heldEnds[:0]
+	}
 	r.hold = false
 	for i, b := range r.held {
 		// Two spares are enough: a set rarely spans more than one read.
@@ -418,6 +432,9 @@ var bom = []byte{0xEF, 0xBB, 0xBF}
 // stream, and a *SyntaxError (or the underlying read error) otherwise. The
 // segment is valid until the next call.
 func (r *Reader) Next() (*Segment, error) {
+	if r.hold {
+		r.keepEnds()
+	}
 	// The common case: inside an interchange, the next segment starts right
 	// here with an ordinary tag.
 	if !r.haveISA || r.beg >= r.end || !ordinary(r.buf[r.beg]) {

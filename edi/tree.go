@@ -47,14 +47,14 @@ func (n *Node) eachSegment(yield func(*Segment) bool) bool {
 }
 
 // treeBuilder allocates nodes and segment copies in chunks that are reused
-// from set to set. The copies refer to the reader's buffer for their bytes:
-// Process makes the reader hold them (Reader.hold) until OnSet returns.
+// from set to set. The copies refer to the reader's arrays for their bytes
+// and element ends: Process makes the reader hold them (Reader.hold) until
+// OnSet returns.
 type treeBuilder struct {
 	nodes    [][]Node
 	nn       int
 	segs     [][]Segment
 	ns       int
-	ends     []int32
 	rootNode *Node
 }
 
@@ -62,7 +62,6 @@ const chunk = 256
 
 func (t *treeBuilder) reset() {
 	t.nn, t.ns = 0, 0
-	t.ends = t.ends[:0]
 	t.rootNode = t.newLoop("")
 }
 
@@ -91,7 +90,7 @@ func (t *treeBuilder) addSegment(n *Node, seg *Segment, def *spec.Segment) {
 	}
 	t.ns++
 	s := &t.segs[i][j]
-	seg.cloneHeld(s, &t.ends)
+	seg.cloneHeld(s)
 	n.Items = append(n.Items, Item{Segment: s, Def: def})
 }
 
