@@ -224,32 +224,36 @@ func Process(r io.Reader, opt Options) error {
 
 func (p *processor) segment(seg *Segment, rd *Reader) {
 	tag := seg.Tag()
-	switch string(tag) {
-	case "ISA":
+	// The envelope segments (ISA, IEA, GS, GE, ST, SE) have 2 or 3 letters
+	// and start with I, G or S: most others skip their compares.
+	envelope := len(tag) >= 2 && len(tag) <= 3 && (tag[0] == 'S' || tag[0] == 'G' || tag[0] == 'I')
+	switch {
+	case !envelope:
+	case string(tag) == "ISA":
 		if p.ic != nil {
 			p.ic.fail(seg.Pos, TA1PrematureEOF, "interchange "+p.ic.Control+" has no IEA before the next ISA")
 			p.endInterchange(nil)
 		}
 		p.beginInterchange(seg, rd)
 		return
-	case "IEA":
+	case string(tag) == "IEA":
 		p.ic.Tolerances = append(p.ic.Tolerances, rd.Tolerances()...)
 		p.endInterchange(seg)
 		return
-	case "GS":
+	case string(tag) == "GS":
 		if p.g != nil {
 			p.endGroup(nil, seg.Pos)
 		}
 		p.beginGroup(seg)
 		return
-	case "GE":
+	case string(tag) == "GE":
 		if p.g == nil {
 			p.ic.fail(seg.Pos, TA1BadContent, "GE without GS")
 			return
 		}
 		p.endGroup(seg, seg.Pos)
 		return
-	case "ST":
+	case string(tag) == "ST":
 		if p.g == nil {
 			p.ic.fail(seg.Pos, TA1BadContent, "ST outside a functional group")
 			p.orphan = true
@@ -260,7 +264,7 @@ func (p *processor) segment(seg *Segment, rd *Reader) {
 		}
 		p.beginSet(seg)
 		return
-	case "SE":
+	case string(tag) == "SE":
 		if p.orphan {
 			p.orphan = false
 			return

@@ -19,6 +19,13 @@ type frame struct {
 	node        *Node   // tree instance, when building trees
 }
 
+// syntaxPass is a segment definition and a set of present positions that
+// passed its syntax rules.
+type syntaxPass struct {
+	def     *spec.Segment
+	present uint64
+}
+
 // validator matches the segments of one transaction set against its spec,
 // checks their elements, and optionally builds the loop tree. It is reused
 // from set to set so that a long stream allocates little.
@@ -35,14 +42,12 @@ type validator struct {
 	hl        hlIDs // HL01 values and their instances (856)
 
 	segErrs int
-	// syntaxOK remembers, per segment definition (by Seq), the last set of
-	// present positions that passed its syntax rules.
-	syntaxOK [256]struct {
-		def     *spec.Segment
-		present uint64
-	}
-	elems []Finding // element findings of the current segment
-	parts [][]byte
+	// syntaxOK remembers, per segment definition (by Seq), the last two
+	// sets of present positions that passed its syntax rules (with one,
+	// a definition whose patterns alternate in a set missed every time).
+	syntaxOK [256][2]syntaxPass
+	elems    []Finding // element findings of the current segment
+	parts    [][]byte
 }
 
 var setTags sync.Map // *spec.Set -> map[string]bool
@@ -154,7 +159,9 @@ func (v *validator) matched(seg *Segment, d, j int) {
 	}
 	f := &v.stack[d]
 	if j != f.idx {
-		v.missing(seg, f, f.idx+1, j)
+		if from := f.idx + 1; from < j && f.MandBefore[j] != f.MandBefore[from] {
+			v.missing(seg, f, from, j) // a mandatory child was skipped
+		}
 		f.idx = j
 	}
 	f.counts[j]++
@@ -459,11 +466,11 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 		// the segments of a file repeat a few patterns: a pattern found
 		// clean for this definition is not checked again.
 		m := &v.syntaxOK[def.Seq()%uint32(len(v.syntaxOK))]
-		if m.def != def || m.present != present {
+		if p := (syntaxPass{def, present}); m[0] != p && m[1] != p {
 			before := len(v.elems)
 			v.checkSyntax(seg, def, present)
 			if len(v.elems) == before {
-				m.def, m.present = def, present
+				m[0], m[1] = p, m[0]
 			}
 		}
 	}

@@ -10,6 +10,7 @@ package spec
 import (
 	"math/bits"
 	"sync"
+	"sync/atomic"
 )
 
 // Usage is the requirement designator of a segment, loop or element.
@@ -127,6 +128,7 @@ type Loop struct {
 	Children []*Node
 
 	tagsOnce   sync.Once
+	tagsReady  atomic.Bool // tagsOnce has run: Index and TreeName need no call
 	tags       []string
 	keys       []uint32
 	name       string
@@ -214,7 +216,9 @@ func (x *Index) buildAt() {
 
 // Index returns the loop's Index (shared: read-only).
 func (l *Loop) Index() *Index {
-	l.Tags()
+	if !l.tagsReady.Load() {
+		l.Tags()
+	}
 	return &l.index
 }
 
@@ -240,6 +244,7 @@ func (l *Loop) Tags() []string {
 		l.name = l.ID + "_loop"
 		l.index = Index{Keys: l.keys, Suffix: l.suffix, MandBefore: l.mandBefore}
 		l.index.buildAt()
+		l.tagsReady.Store(true)
 	})
 	return l.tags
 }
@@ -259,7 +264,9 @@ func TagKey(tag []byte) uint32 {
 
 // TreeName is the loop's key in loop trees: "<ID>_loop".
 func (l *Loop) TreeName() string {
-	l.Tags()
+	if !l.tagsReady.Load() {
+		l.Tags()
+	}
 	return l.name
 }
 
