@@ -13,10 +13,25 @@ import (
 // frame is one open loop instance while a set is matched against its spec.
 type frame struct {
 	loop        *spec.Loop
-	*spec.Index         // the loop's Keys, Suffix and MandBefore (shared, read-only)
-	idx         int     // index of the child matched last
-	counts      []int32 // uses of each child in this instance
-	node        *Node   // tree instance, when building trees
+	*spec.Index     // the loop's Keys, Suffix and MandBefore (shared, read-only)
+	idx         int // index of the child matched last
+	// from is the first child the next segment can match here, and ahead
+	// its Suffix[from]: kept with idx (see at), so that a frame the tag
+	// cannot match is passed over with one load, not four dependent ones.
+	from   int
+	ahead  uint64
+	counts []int32 // uses of each child in this instance
+	node   *Node   // tree instance, when building trees
+}
+
+// at makes idx the child matched last; inner: the frame is not the set's.
+func (f *frame) at(idx int, inner bool) {
+	f.idx = idx
+	f.from = max(idx, 0)
+	if inner && f.from == 0 {
+		f.from = 1 // the leading segment again means a new loop instance, decided by the parent
+	}
+	f.ahead = f.Suffix[f.from]
 }
 
 // syntaxPass is a segment definition and a set of present positions that
@@ -86,7 +101,8 @@ func (v *validator) reset(dict *spec.Dictionary, s *spec.Set, res *SetResult, tr
 		v.tb.reset()
 	}
 	v.push(s.Root, v.tb.root())
-	v.stack[0].idx, v.stack[0].counts[0] = -1, 0
+	v.stack[0].at(-1, false)
+	v.stack[0].counts[0] = 0
 }
 
 func (v *validator) push(l *spec.Loop, n *Node) {
@@ -96,7 +112,8 @@ func (v *validator) push(l *spec.Loop, n *Node) {
 		v.stack = append(v.stack, frame{})
 	}
 	f := &v.stack[len(v.stack)-1]
-	f.loop, f.Index, f.idx, f.node = l, l.Index(), 0, n
+	f.loop, f.Index, f.node = l, l.Index(), n
+	f.at(0, true)
 	if cap(f.counts) < len(l.Children) {
 		f.counts = make([]int32, len(l.Children))
 	}
@@ -128,16 +145,12 @@ func (v *validator) segment(seg *Segment) {
 	// Search the innermost open loop first, then its parents: X12 matching.
 	for d := len(v.stack) - 1; d >= 0; d-- {
 		f := &v.stack[d]
-		from := max(f.idx, 0)
-		if d > 0 && from == 0 {
-			from = 1 // the leading segment again means a new loop instance, decided by the parent
-		}
-		if f.Suffix[from]&bit == 0 {
+		if f.ahead&bit == 0 {
 			continue // no child from here on has this tag
 		}
 		// Most segments repeat the child matched last (REF after REF) or
 		// follow it directly: compared here before Find probes its table.
-		j := from
+		j := f.from
 		if f.Keys[j] != key {
 			if j++; j >= len(f.Keys) || f.Keys[j] != key {
 				if j = f.Find(key, j); j < 0 {
@@ -162,7 +175,7 @@ func (v *validator) matched(seg *Segment, d, j int) {
 		if from := f.idx + 1; from < j && f.MandBefore[j] != f.MandBefore[from] {
 			v.missing(seg, f, from, j) // a mandatory child was skipped
 		}
-		f.idx = j
+		f.at(j, d > 0)
 	}
 	f.counts[j]++
 	c := f.loop.Children[j]
