@@ -104,27 +104,30 @@ func TestTree856Hierarchy(t *testing.T) {
 	}
 }
 
-// HL nesting follows HL02 to any depth, whatever the level codes.
+// HL nesting follows HL02 to any depth, whatever the level codes, with
+// numeric HL01 values and with others (kept apart from the numbers).
 func TestTreeHLAnyDepth(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("ST*856*0001~BSN*00*X*20240101*1200~")
-	levels := []string{"S", "O", "T", "P", "I", "I", "I"}
-	for i, lv := range levels {
-		parent := ""
-		if i > 0 {
-			parent = string(rune('0' + i))
+	for _, prefix := range []string{"", "A", "0"} {
+		var b strings.Builder
+		b.WriteString("ST*856*0001~BSN*00*X*20240101*1200~")
+		levels := []string{"S", "O", "T", "P", "I", "I", "I"}
+		for i, lv := range levels {
+			parent := ""
+			if i > 0 {
+				parent = prefix + string(rune('0'+i))
+			}
+			b.WriteString("HL*" + prefix + string(rune('1'+i)) + "*" + parent + "*" + lv + "~")
 		}
-		b.WriteString("HL*" + string(rune('1'+i)) + "*" + parent + "*" + lv + "~")
-	}
-	b.WriteString("SE*10*0001~")
-	data := isa401 + "GS*SH*A*B*20240101*1200*1*X*004010~" + b.String() + "GE*1*1~IEA*1*000000001~"
-	trees := parseTree(t, []byte(data))
-	v := any(trees[0])
-	for _, lv := range levels {
-		v = path(t, v, "HL_"+lv)
-	}
-	if hl := path(t, v, "HL").(map[string]any); hl["HL01"] != "7" || hl["HL02"] != "6" {
-		t.Errorf("deepest HL: %v", hl)
+		b.WriteString("SE*10*0001~")
+		data := isa401 + "GS*SH*A*B*20240101*1200*1*X*004010~" + b.String() + "GE*1*1~IEA*1*000000001~"
+		trees := parseTree(t, []byte(data))
+		v := any(trees[0])
+		for _, lv := range levels {
+			v = path(t, v, "HL_"+lv)
+		}
+		if hl := path(t, v, "HL").(map[string]any); hl["HL01"] != prefix+"7" || hl["HL02"] != prefix+"6" {
+			t.Errorf("HL01 prefix %q: deepest HL: %v", prefix, hl)
+		}
 	}
 }
 

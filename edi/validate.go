@@ -250,8 +250,9 @@ func hlNumber(b []byte) (int, bool) {
 	return n, n < maxHLIndex
 }
 
-func (h *hlIDs) get(id []byte) hlEntry {
-	if n, ok := hlNumber(id); ok {
+// get returns the record of HL01 id, whose hlNumber is n, ok.
+func (h *hlIDs) get(id []byte, n int, ok bool) hlEntry {
+	if ok {
 		if n < len(h.num) {
 			return h.num[n]
 		}
@@ -260,8 +261,9 @@ func (h *hlIDs) get(id []byte) hlEntry {
 	return h.other[string(id)]
 }
 
-func (h *hlIDs) set(id []byte, e hlEntry) {
-	if n, ok := hlNumber(id); ok {
+// set records HL01 id, whose hlNumber is n, ok.
+func (h *hlIDs) set(id []byte, n int, ok bool, e hlEntry) {
+	if ok {
 		if n >= len(h.num) {
 			h.num = append(h.num, make([]hlEntry, n+1-len(h.num)+len(h.num)/2)...)
 		}
@@ -306,18 +308,21 @@ func (v *validator) hlLink(seg *Segment, f *frame, n *Node, ok bool) {
 	self := len(parent) > 0 && string(parent) == string(id)
 	var pe hlEntry
 	if len(parent) > 0 {
-		pe = v.hl.get(parent)
+		pn, pok := hlNumber(parent)
+		pe = v.hl.get(parent, pn, pok)
 	}
+	// HL01 is parsed once for the lookup and the record.
+	idn, idok := hlNumber(id)
 	switch {
 	case !ok:
-	case v.hl.get(id).seen:
+	case v.hl.get(id, idn, idok).seen:
 		bad(1, "628", fmt.Sprintf("HL01 %q is used twice in the set", id))
 	case self:
 		bad(2, "734", fmt.Sprintf("HL02 %q refers to itself", parent))
 	case len(parent) > 0 && !pe.seen:
 		bad(2, "734", fmt.Sprintf("HL02 parent %q is not an HL01 defined before this HL", parent))
 	}
-	v.hl.set(id, hlEntry{seen: true, node: n})
+	v.hl.set(id, idn, idok, hlEntry{seen: true, node: n})
 	if n != nil {
 		n.ID = hlName(seg.Element(3))
 		if pe.node != nil && !self {
