@@ -176,13 +176,18 @@ func TestAPI(t *testing.T) {
 			Ack   struct{ Kind, Status string }
 		}
 		Mapped      map[string]any
-		ERPResponse struct{ Status int } `json:"erpResponse"`
-		Events      []struct{ Kind, To string }
+		ERPResponse struct {
+			Status int
+			Body   string
+		} `json:"erpResponse"`
+		Events []struct{ Kind, To string }
 	}
 	pg = apiPage{}
 	e.get("/api/v1/documents/"+po850.ID, "watcher", &detail)
+	// The ERP's answer (the test sink's, kept inline in the record) is shown as it came.
 	if detail.File.Name != "po-in.edi" || detail.Interchange.ISA13 != "000000101" || detail.Interchange.Ack.Kind != "997" ||
-		detail.Mapped["poNumber"] != "PO-4501" || detail.ERPResponse.Status/100 != 2 || len(detail.Events) < 2 {
+		detail.Mapped["poNumber"] != "PO-4501" || detail.ERPResponse.Status/100 != 2 || len(detail.Events) < 2 ||
+		!strings.Contains(detail.ERPResponse.Body, `"retail:ZZ-SUPPLIERX:000000101:101:0001"`) || !strings.Contains(detail.ERPResponse.Body, `"accepted"`) {
 		t.Errorf("document detail: %+v", detail)
 	}
 	var mapped map[string]any

@@ -724,11 +724,16 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document, archived
 			return err
 		}
 		res := g.erp.Deliver(ctx, endpoint, erp.Delivery{Body: body, IdempotencyKey: d.IdempotencyKey, CorrelationID: string(d.ID), DocumentType: d.Type})
-		var respRef spool.BlobRef
-		if len(res.Body) > 0 {
-			respRef, _ = spool.PutBytes(ctx, g.blobs, res.Body)
+		resp := spool.Response{Status: res.Status, At: time.Now()}
+		switch {
+		case len(res.Body) == 0:
+		case len(res.Body) <= spool.MaxInlineResponse:
+			// Kept in the record, committed with the delivery: no file to
+			// write and fsync per document.
+			resp.Inline = res.Body
+		default:
+			resp.Body, _ = spool.PutBytes(ctx, g.blobs, res.Body)
 		}
-		resp := spool.Response{Status: res.Status, Body: respRef, At: time.Now()}
 		if res.Attempted && res.Outcome != erp.Delivered { // a delivery records it with its transition
 			if err := g.store.SetDocumentResult(ctx, d.ID, resp); err != nil {
 				return err

@@ -270,7 +270,7 @@ func pgScanDocument(sc scanner) (Document, error) {
 	var d Document
 	dest := []any{&d.ID, &d.FileID, (*pgText)(&d.InterchangeID), &d.Seq, &d.Partner, &d.Type, &d.GroupControl, &d.SetControl,
 		&d.BusinessKey, &d.IdempotencyKey, &d.Mapped.SHA256, &d.Mapped.Size, &d.Response.Status, &d.Response.Body.SHA256,
-		&d.Response.Body.Size, (*pgTime)(&d.Response.At), (*[]byte)(&d.Meta)}
+		&d.Response.Body.Size, &d.Response.Inline, (*pgTime)(&d.Response.At), (*[]byte)(&d.Meta)}
 	dest = append(dest, pgWorkDest(&d.Work)...)
 	dest = append(dest, (*pgTime)(&d.CreatedAt), (*pgTime)(&d.UpdatedAt))
 	if err := sc.Scan(dest...); err != nil {
@@ -621,8 +621,8 @@ func (p *Postgres) SetDocumentMapped(ctx context.Context, id ID, mapped BlobRef,
 // and the body's hash).
 func pgSetResult(ctx context.Context, tx pgx.Tx, id ID, r Response, now time.Time, ev Event) error {
 	at := cmpOrTime(norm(r.At), now)
-	tag, err := tx.Exec(ctx, `UPDATE documents SET resp_status = $1, resp_sha256 = $2, resp_size = $3, resp_at = $4,
-		updated_at = $5 WHERE id = $6`, r.Status, r.Body.SHA256, r.Body.Size, at, now, id)
+	tag, err := tx.Exec(ctx, `UPDATE documents SET resp_status = $1, resp_sha256 = $2, resp_size = $3, resp_inline = $4, resp_at = $5,
+		updated_at = $6 WHERE id = $7`, r.Status, r.Body.SHA256, r.Body.Size, r.Inline, at, now, id)
 	if err := pgOneRow(tag, err, id); err != nil {
 		return err
 	}
@@ -635,8 +635,8 @@ func (p *Postgres) SetDocumentResult(ctx context.Context, id ID, r Response, opt
 	if err == nil && id.Kind() != KindDocument {
 		err = fmt.Errorf("%w: %q is not a document id", ErrInvalid, id)
 	}
-	if err == nil && !r.Body.IsZero() {
-		err = r.Body.Check()
+	if err == nil {
+		err = r.check()
 	}
 	if err == nil {
 		err = p.tx(ctx, func(tx pgx.Tx, now time.Time) error {

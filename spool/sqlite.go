@@ -560,14 +560,14 @@ func scanInterchange(sc scanner) (Interchange, error) {
 }
 
 const docCols = "id, file_id, interchange_id, seq, partner, type, group_control, set_control, business_key, idempotency_key, " +
-	"mapped_sha256, mapped_size, resp_status, resp_sha256, resp_size, resp_at, meta, " + workCols + ", created_at, updated_at"
+	"mapped_sha256, mapped_size, resp_status, resp_sha256, resp_size, resp_inline, resp_at, meta, " + workCols + ", created_at, updated_at"
 
 func scanDocument(sc scanner) (Document, error) {
 	var d Document
 	var ix, meta sql.NullString
 	var respAt, next, until, created, updated int64
 	dest := []any{&d.ID, &d.FileID, &ix, &d.Seq, &d.Partner, &d.Type, &d.GroupControl, &d.SetControl, &d.BusinessKey, &d.IdempotencyKey,
-		&d.Mapped.SHA256, &d.Mapped.Size, &d.Response.Status, &d.Response.Body.SHA256, &d.Response.Body.Size, &respAt, &meta}
+		&d.Mapped.SHA256, &d.Mapped.Size, &d.Response.Status, &d.Response.Body.SHA256, &d.Response.Body.Size, &d.Response.Inline, &respAt, &meta}
 	dest = append(dest, workDest(&d.Work, &next, &until)...)
 	dest = append(dest, &created, &updated)
 	if err := sc.Scan(dest...); err != nil {
@@ -900,8 +900,8 @@ func (s *SQLite) SetDocumentResult(ctx context.Context, id ID, r Response, opts 
 	if err == nil && id.Kind() != KindDocument {
 		err = fmt.Errorf("%w: %q is not a document id", ErrInvalid, id)
 	}
-	if err == nil && !r.Body.IsZero() {
-		err = r.Body.Check()
+	if err == nil {
+		err = r.check()
 	}
 	if err == nil {
 		err = s.write(ctx, func(tx *wtx, now time.Time) error {
@@ -919,8 +919,8 @@ func (s *SQLite) SetDocumentResult(ctx context.Context, id ID, r Response, opts 
 // and the body's hash).
 func setResult(ctx context.Context, tx *wtx, id ID, r Response, now time.Time, ev Event) error {
 	at := cmpOrTime(norm(r.At), now)
-	res, err := tx.ExecContext(ctx, `UPDATE documents SET resp_status = ?, resp_sha256 = ?, resp_size = ?, resp_at = ?,
-		updated_at = ? WHERE id = ?`, r.Status, r.Body.SHA256, r.Body.Size, micros(at), micros(now), id)
+	res, err := tx.ExecContext(ctx, `UPDATE documents SET resp_status = ?, resp_sha256 = ?, resp_size = ?, resp_inline = ?, resp_at = ?,
+		updated_at = ? WHERE id = ?`, r.Status, r.Body.SHA256, r.Body.Size, r.Inline, micros(at), micros(now), id)
 	if err := oneRow(res, err, id); err != nil {
 		return err
 	}

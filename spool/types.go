@@ -318,9 +318,16 @@ func (ni *NewInterchange) check() error {
 // Response is the ERP's answer to a delivery.
 type Response struct {
 	Status int     // HTTP status; 0 if none yet
-	Body   BlobRef // the response body, if kept
+	Body   BlobRef // the response body, if kept as a blob
+	// Inline is the response body kept in the record instead (at most
+	// MaxInlineResponse bytes): a delivery then writes no file. At most one
+	// of Body and Inline is set.
+	Inline []byte
 	At     time.Time
 }
+
+// MaxInlineResponse is the largest response body a record keeps inline.
+const MaxInlineResponse = 4096
 
 // Item is one piece of claimed work: exactly one of File and Document is set.
 type Item struct {
@@ -502,8 +509,17 @@ func (o Options) check(id ID) error {
 	if id.Kind() != KindDocument {
 		return fmt.Errorf("%w: %q is not a document id: no ERP response to record", ErrInvalid, id)
 	}
-	if !o.Response.Body.IsZero() {
-		return o.Response.Body.Check()
+	return o.Response.check()
+}
+
+func (r Response) check() error {
+	switch {
+	case len(r.Inline) > MaxInlineResponse:
+		return fmt.Errorf("%w: an inline response body of %d bytes (at most %d)", ErrInvalid, len(r.Inline), MaxInlineResponse)
+	case r.Inline != nil && !r.Body.IsZero():
+		return fmt.Errorf("%w: a response body both inline and as a blob", ErrInvalid)
+	case !r.Body.IsZero():
+		return r.Body.Check()
 	}
 	return nil
 }
@@ -540,7 +556,11 @@ func (o Options) hopEvents(id ID, now time.Time, from State, path []State) []Eve
 // detail defaults to the status and the body's hash.
 func resultEvent(id ID, r Response, now time.Time, ev Event) Event {
 	if ev.Detail == nil {
-		ev.Detail, _ = json.Marshal(map[string]any{"status": r.Status, "body": r.Body.SHA256})
+		body := r.Body.SHA256
+		if r.Inline != nil {
+			body = "inline"
+		}
+		ev.Detail, _ = json.Marshal(map[string]any{"status": r.Status, "body": body})
 	}
 	ev.Subject, ev.At, ev.Kind = id, now, EventResult
 	return ev

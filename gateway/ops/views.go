@@ -72,8 +72,11 @@ func (s *Service) Document(ctx context.Context, id spool.ID) (DocumentView, erro
 			return v, fmt.Errorf("mapped JSON: %w", err)
 		}
 	}
-	if !v.Document.Response.Body.IsZero() {
-		b, err := s.read(ctx, v.Document.Response.Body, 64<<10)
+	switch r := v.Document.Response; {
+	case r.Inline != nil:
+		v.ERPBody = string(r.Inline)
+	case !r.Body.IsZero():
+		b, err := s.read(ctx, r.Body, 64<<10)
 		if err != nil {
 			return v, fmt.Errorf("ERP response: %w", err)
 		}

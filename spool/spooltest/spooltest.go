@@ -1121,6 +1121,23 @@ func testResults(t *testing.T, h harness) {
 		t.Errorf("events %+v, %+v; want the result, then the transition", r, tr)
 	}
 	wantErr(t, s.Transition(ctx, f.ID, spool.StateReceived, spool.StateParsed, spool.WithResponse(ok)), spool.ErrInvalid, "a response on a file")
+
+	// A small body kept inline, with the transition; a later blob body
+	// replaces it.
+	g := addDoc(t, s, f.ID, 2, spool.StateMapped)
+	inline := spool.Response{Status: 201, Inline: []byte(`{"status":"accepted","key":"k-2"}`), At: ackAt.Add(3 * time.Minute)}
+	mustTransition(t, s, g.ID, spool.StateMapped, spool.StateDelivered, spool.WithResponse(inline))
+	if gg, err := s.GetDocument(ctx, g.ID); err != nil || !cmp.Equal(inline, gg.Response) {
+		t.Errorf("inline response: %v (-want +got):\n%s", err, cmp.Diff(inline, gg.Response))
+	}
+	if err := s.SetDocumentResult(ctx, g.ID, resp); err != nil {
+		t.Fatal(err)
+	}
+	if gg, _ := s.GetDocument(ctx, g.ID); !cmp.Equal(resp, gg.Response) {
+		t.Errorf("a blob body after an inline one (-want +got):\n%s", cmp.Diff(resp, gg.Response))
+	}
+	wantErr(t, s.SetDocumentResult(ctx, g.ID, spool.Response{Status: 200, Inline: make([]byte, spool.MaxInlineResponse+1)}), spool.ErrInvalid, "an inline body over the limit")
+	wantErr(t, s.SetDocumentResult(ctx, g.ID, spool.Response{Status: 200, Inline: []byte("x"), Body: ref("x")}), spool.ErrInvalid, "a body inline and as a blob")
 }
 
 func testEvents(t *testing.T, h harness) {
