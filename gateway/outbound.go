@@ -201,18 +201,24 @@ func readFunctionalAck(s *edi.Set) (functionalAck, bool) {
 	return fa, fa.groupControl != "" && fa.status != "" // a set without a tree has neither
 }
 
-// reconcileAck matches a partner's 997/999 to the outbound group it
-// answers, stores it as that interchange's acknowledgement and returns the
-// PO number it answers.
-func (g *Gateway) reconcileAck(ctx context.Context, p *partners.Partner, inbound string, fa functionalAck) (string, error) {
+// ackedDocument finds the outbound document (our 850) whose group a
+// partner's 997/999 answers. It only reads: the ack is recorded on it by
+// recordAck once the interchange carrying it is known not to be a
+// duplicate.
+func (g *Gateway) ackedDocument(ctx context.Context, p *partners.Partner, fa functionalAck) (spool.Document, error) {
 	docs, _, err := g.store.ListDocuments(ctx, spool.DocumentFilter{Partner: p.ID, Direction: spool.Outbound, GroupControl: fa.groupControl, Page: spool.Page{Limit: 1}})
 	if err != nil {
-		return "", err
+		return spool.Document{}, err
 	}
 	if len(docs) == 0 || docs[0].InterchangeID == "" {
-		return "", fmt.Errorf("%s answers group %s, which we never sent to %s", fa.kind, fa.groupControl, p.ID)
+		return spool.Document{}, fmt.Errorf("%s answers group %s, which we never sent to %s", fa.kind, fa.groupControl, p.ID)
 	}
-	d := docs[0]
+	return docs[0], nil
+}
+
+// recordAck records a partner's 997/999 (in its interchange inbound) on
+// the interchange of our document d it answers, and tells the webhooks.
+func (g *Gateway) recordAck(ctx context.Context, p *partners.Partner, inbound string, fa functionalAck, d spool.Document) error {
 	detail := map[string]any{"status": fa.status, "ackInterchange": inbound}
 	if len(fa.errors) > 0 {
 		detail["errors"] = fa.errors
@@ -220,12 +226,12 @@ func (g *Gateway) reconcileAck(ctx context.Context, p *partners.Partner, inbound
 	reason := fmt.Sprintf("%s %s from %s (ISA13 %s)", fa.kind, fa.status, p.ID, inbound)
 	if err := g.store.SetInterchangeAck(ctx, d.InterchangeID, spool.Ack{Kind: fa.kind, Status: fa.status, Control: inbound, At: time.Now()},
 		spool.WithActor(g.id), spool.WithReason(reason), spool.WithDetail(detail)); err != nil {
-		return "", err
+		return err
 	}
 	g.hooks.Emit(webhooks.AckReceived, string(d.ID), map[string]any{"partner": p.ID, "poNumber": d.BusinessKey, "kind": fa.kind,
 		"status": fa.status, "errors": fa.errors, "ackInterchange": inbound})
 	g.log.Info("functional ack received", "message_id", d.ID, "partner", p.ID, "po", d.BusinessKey, "status", fa.status, "kind", fa.kind)
-	return d.BusinessKey, nil
+	return nil
 }
 
 // overdueHorizon bounds how far back the overdue check looks: an 850 older

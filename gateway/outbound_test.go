@@ -228,7 +228,31 @@ documents:`, in, out))
 		t.Fatalf("?status=overdue: %+v", overdue)
 	}
 
-	// Webhooks told the subscriber: two acks received, one overdue (once), three files received.
+	// The partner sends the accepting 997 again (same ISA13, other bytes): a
+	// duplicate interchange, recorded as such, and not a second ack.
+	again, err := exec.Command(edigwBin, "x12", "ack", "--control", "71", filepath.Join(out, accepted.Name)).Output()
+	if err != nil {
+		t.Fatalf("x12 ack: %v", err)
+	}
+	os.WriteFile(filepath.Join(in, "997-again-"+accepted.Name), append(again, '\n'), 0o644)
+	for deadline := time.Now().Add(25 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		var files struct {
+			Items []struct{ ID, Name, State string }
+		}
+		e.get("/api/v1/files?partner=globex", "watcher", &files)
+		done := false
+		for _, f := range files.Items {
+			done = done || f.Name == "997-again-"+accepted.Name && f.State == "done"
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the re-sent 997 was not processed: %+v\n%s", files.Items, tail(e.log(), 30))
+		}
+	}
+
+	// Webhooks told the subscriber: two acks received, one overdue (once), four files received.
 	for deadline := time.Now().Add(10 * time.Second); hooks.count("ack.received", "") < 2 && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -238,8 +262,8 @@ documents:`, in, out))
 	if n := hooks.count("ack.overdue", overdue[0].ID); n != 1 {
 		t.Errorf("%d ack.overdue events for the unanswered PO, want 1", n)
 	}
-	if n := hooks.count("file.received", ""); n != 3 {
-		t.Errorf("%d file.received events, want 3 (the two 997s and the 856)", n)
+	if n := hooks.count("file.received", ""); n != 4 {
+		t.Errorf("%d file.received events, want 4 (the three 997s and the 856)", n)
 	}
 }
 

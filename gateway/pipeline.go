@@ -156,6 +156,7 @@ type setResult struct {
 	warnings    []string
 	ack         *functionalAck // a partner's 997/999 to one of our groups
 	isa13       string
+	acked       *spool.Document // our document that ack answers, once found
 }
 
 // parseX12 reads every interchange of the file, records it (a re-sent ISA13
@@ -334,8 +335,8 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 			}
 		}
 	}
-	for i, s := range sets {
-		nd, err := g.newDocument(ctx, log, f, s)
+	for i := range sets {
+		nd, err := g.newDocument(ctx, log, f, &sets[i])
 		if err != nil {
 			cancel()
 			return err
@@ -361,6 +362,12 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 	}
 	run.recorded = append(run.recorded, rec)
 	for i, d := range docs {
+		if s := &sets[i]; s.acked != nil {
+			if err := g.recordAck(ctx, p, s.isa13, *s.ack, *s.acked); err != nil {
+				log.Warn("functional ack not recorded", "isa13", s.isa13, "err", err)
+				s.warnings = append(s.warnings, "functional ack not recorded on "+string(s.acked.ID)+": "+err.Error())
+			}
+		}
 		g.documentRecorded(ctx, log, f, d, sets[i])
 		if !handed[i] && (d.State == spool.StateMapped || d.State == spool.StateRejected) {
 			defer g.wakeWorkers()
@@ -374,17 +381,20 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 }
 
 // newDocument is the record of one set's outcome; its canonical JSON is
-// durable before the record that points at it.
-func (g *Gateway) newDocument(ctx context.Context, log *slog.Logger, f *spool.File, s setResult) (spool.NewDocument, error) {
+// durable before the record that points at it. A partner's 997/999 is
+// matched to our document first (s.acked), so the status document carries
+// the PO number.
+func (g *Gateway) newDocument(ctx context.Context, log *slog.Logger, f *spool.File, s *setResult) (spool.NewDocument, error) {
 	if s.ack != nil {
-		// Matched first, so the status document carries the PO number.
 		if p := g.partners().ByID(f.Partner); p != nil {
-			po, err := g.reconcileAck(ctx, p, s.isa13, *s.ack)
+			d, err := g.ackedDocument(ctx, p, *s.ack)
 			if err != nil {
 				log.Warn("functional ack not matched", "isa13", s.isa13, "err", err)
 				s.warnings = append(s.warnings, err.Error())
+			} else {
+				s.acked = &d
 			}
-			s.businessKey = po
+			s.businessKey = d.BusinessKey
 		}
 	}
 	nd := spool.NewDocument{FileID: f.ID, Seq: s.seq, Type: s.id, GroupControl: s.group, SetControl: s.set,
@@ -431,7 +441,7 @@ func (g *Gateway) parseCSV(ctx context.Context, log *slog.Logger, p *partners.Pa
 		res.mapped, _ = mapping.Marshal(out)
 		res.state, res.businessKey = spool.StateMapped, f.Name
 	}
-	nd, err := g.newDocument(ctx, log, f, res)
+	nd, err := g.newDocument(ctx, log, f, &res)
 	if err != nil {
 		return err
 	}
