@@ -221,8 +221,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	g.hooks.Start(ctx, 2)
-	work(g.cfg.Workers.Files, g.claimFiles, g.files, g.runFile)
-	work(g.cfg.Workers.Documents, g.claimDocuments, g.docs, g.runDocument)
+	work(g.cfg.Workers.Files, g.claimer(spool.KindFile, []spool.State{spool.StateReceived, spool.StateAcked, spool.StateDelivered, spool.StateArchived}, g.runFile),
+		g.files, g.runFile)
+	work(g.cfg.Workers.Documents, g.claimer(spool.KindDocument, []spool.State{spool.StateMapped, spool.StateDelivered, spool.StateArchived, spool.StateRejected}, g.runDocument),
+		g.docs, g.runDocument)
 	if g.sched != nil {
 		g.sched.Start()
 	}
@@ -366,18 +368,22 @@ func (g *Gateway) stageCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), g.cfg.Workers.Lease)
 }
 
-func (g *Gateway) claimFiles(ctx context.Context) bool {
-	items, err := g.store.Claim(ctx, spool.KindFile, []spool.State{spool.StateReceived, spool.StateAcked, spool.StateDelivered, spool.StateArchived}, g.id, g.cfg.Workers.Lease, 4)
-	if err != nil || len(items) == 0 {
-		if err != nil && ctx.Err() == nil {
-			g.log.Error("claim files", "err", err)
+// claimer returns a worker's claim: up to 4 items of kind due in one of
+// states, each run by run; it reports whether it found any.
+func (g *Gateway) claimer(kind spool.Kind, states []spool.State, run func(context.Context, handed)) func(context.Context) bool {
+	return func(ctx context.Context) bool {
+		items, err := g.store.Claim(ctx, kind, states, g.id, g.cfg.Workers.Lease, 4)
+		if err != nil || len(items) == 0 {
+			if err != nil && ctx.Err() == nil {
+				g.log.Error("claim", "kind", kind, "err", err)
+			}
+			return false
 		}
-		return false
+		for _, it := range items {
+			run(ctx, handed{Item: it})
+		}
+		return true
 	}
-	for _, it := range items {
-		g.runFile(ctx, handed{Item: it})
-	}
-	return true
 }
 
 // runFile runs the stage of a file this node holds the lease of.
@@ -418,20 +424,6 @@ func (g *Gateway) wakeWorkers() {
 	case g.wake <- struct{}{}:
 	default:
 	}
-}
-
-func (g *Gateway) claimDocuments(ctx context.Context) bool {
-	items, err := g.store.Claim(ctx, spool.KindDocument, []spool.State{spool.StateMapped, spool.StateDelivered, spool.StateArchived, spool.StateRejected}, g.id, g.cfg.Workers.Lease, 4)
-	if err != nil || len(items) == 0 {
-		if err != nil && ctx.Err() == nil {
-			g.log.Error("claim documents", "err", err)
-		}
-		return false
-	}
-	for _, it := range items {
-		g.runDocument(ctx, handed{Item: it})
-	}
-	return true
 }
 
 // runDocument runs the stage of a document this node holds the lease of.
