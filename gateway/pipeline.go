@@ -48,17 +48,24 @@ func (g *Gateway) fileStage(ctx context.Context, f *spool.File) error {
 		return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateHeld, g.owner(),
 			spool.WithReason(fmt.Sprintf("partner %q is not configured (any more)", f.Partner)))
 	}
-	head, err := g.head(ctx, f.Blob)
+	// One reader for both the sniffing and the parsing.
+	blob, err := g.blobs.Open(ctx, f.Blob)
 	if err != nil {
+		return err
+	}
+	defer blob.Close()
+	r := bufio.NewReaderSize(blob, 64<<10)
+	head, err := r.Peek(512)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	run := &fileRun{}
 	defer g.handDocuments(run) // on every path: they are leased to this node
 	switch {
 	case looksX12(head):
-		err = g.parseX12(ctx, log, p, f, run)
+		err = g.parseX12(ctx, log, p, f, r, run)
 	case p.CSVDocument(f.Name) != nil:
-		err = g.parseCSV(ctx, log, p, f, p.CSVDocument(f.Name))
+		err = g.parseCSV(ctx, log, p, f, p.CSVDocument(f.Name), r)
 	default:
 		log.Warn("file is neither X12 nor a CSV feed of the partner")
 		return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateRejected, g.owner(),
@@ -120,21 +127,6 @@ func (g *Gateway) archiveNow(ctx context.Context, archive func() error) error {
 	return err
 }
 
-// head reads the first bytes of a blob.
-func (g *Gateway) head(ctx context.Context, ref spool.BlobRef) ([]byte, error) {
-	r, err := g.blobs.Open(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	b := make([]byte, 512)
-	n, err := io.ReadFull(r, b)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return b[:n], nil
-}
-
 func looksX12(b []byte) bool {
 	b = bytes.TrimPrefix(b, []byte("\xEF\xBB\xBF"))
 	b = bytes.TrimLeft(b, " \t\r\n")
@@ -162,12 +154,7 @@ type setResult struct {
 // parseX12 reads every interchange of the file, records it (a re-sent ISA13
 // is a duplicate), records and maps its sets, and writes its acks; run
 // collects what it recorded.
-func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, run *fileRun) error {
-	r, err := g.blobs.Open(ctx, f.Blob)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
+func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, r *bufio.Reader, run *fileRun) error {
 	var (
 		icSeq, setSeq int
 		pending       []setResult
@@ -186,7 +173,7 @@ func (g *Gateway) parseX12(ctx context.Context, log *slog.Logger, p *partners.Pa
 			pending = pending[:0]
 		},
 	}
-	if err := edi.Process(bufio.NewReaderSize(r, 64<<10), opt); err != nil && icSeq == 0 {
+	if err := edi.Process(r, opt); err != nil && icSeq == 0 {
 		// Nothing readable at all: the file is rejected (no ack is possible).
 		return g.store.Transition(ctx, f.ID, spool.StateReceived, spool.StateRejected, g.owner(), spool.WithReason(err.Error()))
 	} else if err != nil {
@@ -425,12 +412,7 @@ func (g *Gateway) documentRecorded(ctx context.Context, log *slog.Logger, f *spo
 }
 
 // parseCSV maps a CSV feed file as one document.
-func (g *Gateway) parseCSV(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, doc *partners.Document) error {
-	r, err := g.blobs.Open(ctx, f.Blob)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
+func (g *Gateway) parseCSV(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, doc *partners.Document, r io.Reader) error {
 	res := setResult{id: doc.Feed, idempotency: fmt.Sprintf("%s:csv:%s:%s", p.ID, doc.Feed, f.Blob.SHA256)}
 	out, warns, err := doc.Map.MapCSV(r, mapping.Env{FileName: f.Name, Partner: p.ID})
 	res.warnings = warns
