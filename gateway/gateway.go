@@ -433,7 +433,7 @@ func (g *Gateway) runDocument(_ context.Context, it handed) {
 	sctx, cancel := g.stageCtx()
 	defer cancel()
 	start := time.Now()
-	err := g.documentStage(sctx, it.Document, it.archived)
+	err := g.documentStage(sctx, it.Document, it)
 	g.metrics.Since("document", start)
 	if err != nil {
 		g.stageFailed(sctx, it.Document.ID, it.Document.Work, err)

@@ -35,6 +35,7 @@ type handed struct {
 	// archived: the file stage archived the document's JSON (with the
 	// file's other objects), so its stage only records it.
 	archived bool
+	mapped   []byte // the document's JSON, as the file stage stored it
 }
 
 // reserve takes a place for one item; false when the queue is full (or

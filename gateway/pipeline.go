@@ -92,6 +92,7 @@ type fileRun struct {
 	recorded []spool.Interchange // with their acks
 	docs     []spool.Document    // the documents it created or found
 	handed   []bool              // per doc: a handoff place is reserved for it
+	mapped   [][]byte            // per doc: its JSON, as stored
 	archived bool                // the documents' JSON is archived
 }
 
@@ -106,7 +107,7 @@ func (g *Gateway) handDocuments(run *fileRun) {
 		// Only a document this stage created is ours to run; a re-run of
 		// the stage finds the ones of the first run, which are handled.
 		if d.Work.LeaseOwner == g.id && d.UpdatedAt.Equal(d.CreatedAt) {
-			g.docs.put(handed{Item: spool.Item{Kind: spool.KindDocument, Document: &d}, archived: run.archived && !d.Mapped.IsZero()})
+			g.docs.put(handed{Item: spool.Item{Kind: spool.KindDocument, Document: &d}, archived: run.archived && !d.Mapped.IsZero(), mapped: run.mapped[i]})
 		} else {
 			g.docs.cancel()
 		}
@@ -361,6 +362,9 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 		}
 	}
 	run.docs, run.handed = append(run.docs, docs...), append(run.handed, handed...)
+	for i := range docs {
+		run.mapped = append(run.mapped, sets[i].mapped)
+	}
 	if rec.Ack.Kind == "" {
 		return nil
 	}
@@ -690,8 +694,8 @@ func erpOutcome(res erp.Result) string {
 
 // documentStage delivers a mapped document to the ERP, then archives it.
 // documentStage delivers a document and archives its JSON, unless the file
-// stage did (archived).
-func (g *Gateway) documentStage(ctx context.Context, d *spool.Document, archived bool) error {
+// stage did (h.archived).
+func (g *Gateway) documentStage(ctx context.Context, d *spool.Document, h handed) error {
 	log := g.log.With("message_id", d.ID, "partner", d.Partner, "type", d.Type, "idempotency_key", d.IdempotencyKey)
 	stage := d.Work.Stage()
 	c := g.chain(d.ID)
@@ -711,9 +715,12 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document, archived
 			}
 			endpoint = doc.ERP
 		}
-		body, err := g.readBlob(ctx, d.Mapped)
-		if err != nil {
-			return err
+		body := h.mapped // the JSON the file stage stored, when it handed the document over
+		if body == nil {
+			var err error
+			if body, err = g.readBlob(ctx, d.Mapped); err != nil {
+				return err
+			}
 		}
 		res := g.erp.Deliver(ctx, endpoint, erp.Delivery{Body: body, IdempotencyKey: d.IdempotencyKey, CorrelationID: string(d.ID), DocumentType: d.Type})
 		resp := spool.Response{Status: res.Status, At: time.Now()}
@@ -742,7 +749,7 @@ func (g *Gateway) documentStage(ctx context.Context, d *spool.Document, archived
 			// Otherwise the delivery is recorded and archiving retried
 			// (the ERP's Idempotency-Key covers a crash in between).
 			var err error
-			if !archived {
+			if !h.archived {
 				err = g.archiveNow(ctx, func() error { return g.archiveDocument(ctx, d) })
 			}
 			if err == nil {
