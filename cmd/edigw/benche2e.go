@@ -29,8 +29,8 @@ import (
 
 // benchE2ECmd pushes N small files through SFTP → gateway → ERP sink on
 // this machine and prints files/s and the latency from an upload's close
-// to the ERP's POST. Durable writes (fsync, SQLite synchronous=FULL or
-// PostgreSQL commits) are on.
+// to the ERP's POST. Durable writes (fsync, SQLite's WAL fsync'd before a
+// write is answered, or PostgreSQL commits) are on.
 func benchE2ECmd() *cobra.Command {
 	var o e2eOptions
 	var compare bool
