@@ -40,13 +40,13 @@ type SQLite struct {
 	writerDone chan struct{}
 	// Committed batches wait here for the fsync of the WAL that makes them
 	// durable (see writer).
-	synced   chan []*writeReq
-	syncDone chan struct{}
-	walPath  string
-	wal      *os.File // the syncer's
-	closeOnce  sync.Once
-	stmts      map[string]*sql.Stmt // prepared on the writer connection; only the writer goroutine uses them
-	wanted     map[string]bool      // queries to prepare after the current batch
+	synced    chan []*writeReq
+	syncDone  chan struct{}
+	walPath   string
+	wal       *os.File // the syncer's
+	closeOnce sync.Once
+	stmts     map[string]*sql.Stmt // prepared on the writer connection; only the writer goroutine uses them
+	wanted    map[string]bool      // queries to prepare after the current batch
 }
 
 // wtx is a write transaction whose statements are prepared once on the
