@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/edigw/edigw/gateway"
@@ -28,6 +29,7 @@ records the documents it receives (see gateway/config.go for every setting).
 SIGINT/SIGTERM stop it gracefully: running stages finish, leases are released.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			tuneGC()
 			cfg, err := gateway.LoadConfig(config)
 			if err != nil {
 				return &exitError{2, err}
@@ -46,6 +48,17 @@ SIGINT/SIGTERM stop it gracefully: running stages finish, leases are released.`,
 	}
 	c.Flags().StringVar(&config, "config", "", "gateway.yaml (default: embedded defaults)")
 	return c
+}
+
+// tuneGC has the garbage collector run at 4× the live heap instead of 2×
+// unless GOGC is set: a gateway's live heap is small (tens of MB: the
+// parser's memory is bounded by its largest transaction set) and its work
+// allocates a lot, so this costs ~100 MB and saves ~10 % of the CPU in
+// bench e2e.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 }
 
 func erpSinkCmd() *cobra.Command {
