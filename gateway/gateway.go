@@ -47,7 +47,7 @@ type Gateway struct {
 	metrics *metrics.Metrics
 	hooks   *webhooks.Dispatcher // nil in CLI processes (OpenPolls)
 
-	wake chan struct{} // a new file arrived: workers look at once
+	wake chan struct{} // work recorded without being handed over: idle workers look at once
 	// files and docs hand records this node created to its workers (nil in
 	// CLI processes).
 	files, docs *handoff
@@ -433,7 +433,7 @@ func (g *Gateway) runDocument(_ context.Context, it handed) {
 	sctx, cancel := g.stageCtx()
 	defer cancel()
 	start := time.Now()
-	err := g.documentStage(sctx, it.Document, it)
+	err := g.documentStage(sctx, it)
 	g.metrics.Since("document", start)
 	if err != nil {
 		g.stageFailed(sctx, it.Document.ID, it.Document.Work, err)

@@ -21,13 +21,17 @@ import (
 	"github.com/edigw/edigw/spool"
 )
 
-// The pipeline, per DESIGN.md. Each stage is a claim on the spool, work, and
-// one transition; every stage is idempotent, so a worker that dies halfway
-// leaves an expired lease and the stage simply runs again.
+// The pipeline, per DESIGN.md. Each stage runs on an item leased to this
+// node (claimed from the spool, or created leased and handed over in
+// memory), does its work and makes one transition; every stage is
+// idempotent, so a worker that dies halfway leaves an expired lease and the
+// stage simply runs again.
 //
-//	file      received → (parse, record interchanges and documents, map,
-//	                       acknowledge) → acked → (archive raw + acks) → archived → done
-//	document  mapped → (POST to the ERP) → delivered → (archive JSON) → archived → done
+//	file      received → (parse, map, acknowledge, record interchanges with their
+//	                       documents and acks) → acked → (archive raw + acks + JSON) → archived → done
+//	document  mapped → (POST to the ERP) → delivered → (archive JSON, unless done) → archived → done
+//	          parsed sets the X12 validator rejected → rejected → done
+//	          sets without a mapping, or whose mapping fails → held (with the reason)
 //
 // The file stage records each interchange with its documents and ack in
 // one write, archives the raw file, the acks and the documents' JSON
@@ -37,8 +41,6 @@ import (
 // archived: their stage then records delivered, with the ERP's response,
 // archived and done in one write. When the archive fails, the item stops at
 // acked (delivered) and the archive stage retries it.
-//	          parsed sets the X12 validator rejected → rejected → done
-//	          sets without a mapping, or whose mapping fails → held (with the reason)
 
 // fileStage parses, maps and acknowledges one received file.
 func (g *Gateway) fileStage(ctx context.Context, f *spool.File) error {
@@ -692,10 +694,10 @@ func erpOutcome(res erp.Result) string {
 	return "refused"
 }
 
-// documentStage delivers a mapped document to the ERP, then archives it.
-// documentStage delivers a document and archives its JSON, unless the file
-// stage did (h.archived).
-func (g *Gateway) documentStage(ctx context.Context, d *spool.Document, h handed) error {
+// documentStage delivers a mapped document to the ERP and archives its
+// JSON, unless the file stage did (h.archived).
+func (g *Gateway) documentStage(ctx context.Context, h handed) error {
+	d := h.Document
 	log := g.log.With("message_id", d.ID, "partner", d.Partner, "type", d.Type, "idempotency_key", d.IdempotencyKey)
 	stage := d.Work.Stage()
 	c := g.chain(d.ID)
