@@ -6,22 +6,7 @@ package durable
 import (
 	"context"
 	"io"
-	"os"
 )
-
-// SyncDir fsyncs a directory, so that a rename or link into it survives a
-// power loss (the file's own fsync does not cover its directory entry).
-func SyncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
 
 // Reader returns r that stops with ctx's error once ctx is done, so a long
 // copy of an upload or archive object can be cancelled.
