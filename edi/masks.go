@@ -2,11 +2,12 @@ package edi
 
 import "unsafe"
 
-// The reader finds a segment's separators and terminator in 64-byte blocks:
-// one call classifies a block's bytes into bit masks (SSE2 on amd64, these
-// loops elsewhere), and the separators are then read off the masks with a
-// trailing-zero count each. Consecutive short segments share a block, whose
-// masks the reader keeps (Reader.blk).
+// The reader finds the separators and terminators of its buffer in 64-byte
+// blocks: one call classifies a block's bytes into bit masks (SSE2 on amd64,
+// these loops elsewhere), and the positions are read off the masks with a
+// trailing-zero count each, into the structural index (Reader.index). On
+// CPUs with AVX2 and BMI2, indexAVX2 does the whole loop of the tokenizer's
+// index in one call.
 
 // masks64Go is sepMasks64 in plain Go (the reference the tests compare the
 // assembly with, and the implementation on other architectures).

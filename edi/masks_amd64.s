@@ -95,3 +95,140 @@ TEXT ·plainMasks64(SB), NOSPLIT, $0-40
 	MOVQ R11, terms+24(FP)
 	MOVQ R12, odd+32(FP)
 	RET
+
+// func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
+TEXT ·cpuid(SB), NOSPLIT, $0-24
+	MOVL eaxArg+0(FP), AX
+	MOVL ecxArg+4(FP), CX
+	CPUID
+	MOVL AX, eax+8(FP)
+	MOVL BX, ebx+12(FP)
+	MOVL CX, ecx+16(FP)
+	MOVL DX, edx+20(FP)
+	RET
+
+// func xgetbv() (eax, edx uint32)
+TEXT ·xgetbv(SB), NOSPLIT, $0-8
+	MOVL $0, CX
+	XGETBV
+	MOVL AX, eax+0(FP)
+	MOVL DX, edx+4(FP)
+	RET
+
+// FLAT1 writes base (R10) + the index of the lowest bit of BX at off(DI)
+// and clears that bit (ZF set when none is left).
+#define FLAT1(off) \
+	TZCNTQ BX, R13; \
+	ADDL R10, R13; \
+	MOVL R13, off(DI); \
+	BLSRQ BX, BX
+
+// func indexAVX2(p *byte, nblk int, keep uint64, sep, term byte, base int32, idx *int32, tix *int32) (n, nt int)
+//
+// The structural index of nblk 64-byte blocks at p (see Reader.index):
+// the position (base + offset) of every sep and term byte, in order, to
+// idx, and for each term the number of its entry in idx, times 2, plus 1,
+// to tix. keep masks the first block. Needs AVX2, BMI1, BMI2 and POPCNT;
+// writes up to 64 entries of idx past the last one.
+TEXT ·indexAVX2(SB), NOSPLIT, $0-64
+	MOVQ p+0(FP), SI
+	MOVQ nblk+8(FP), CX
+	MOVQ keep+16(FP), R11
+	MOVBQZX sep+24(FP), AX
+	MOVQ AX, X0
+	VPBROADCASTB X0, Y0
+	MOVBQZX term+25(FP), AX
+	MOVQ AX, X1
+	VPBROADCASTB X1, Y1
+	MOVLQSX base+28(FP), R10
+	MOVQ idx+32(FP), DI
+	MOVQ tix+40(FP), R8
+	XORQ R9, R9
+	TESTQ CX, CX
+	JZ done
+
+loop:
+	VMOVDQU (SI), Y2
+	VMOVDQU 32(SI), Y3
+	VPCMPEQB Y0, Y2, Y4
+	VPCMPEQB Y0, Y3, Y5
+	VPCMPEQB Y1, Y2, Y6
+	VPCMPEQB Y1, Y3, Y7
+	VPMOVMSKB Y4, AX
+	VPMOVMSKB Y5, BX
+	VPMOVMSKB Y6, DX
+	VPMOVMSKB Y7, R13
+	SHLQ $32, BX
+	SHLQ $32, R13
+	ORQ BX, AX
+	ORQ R13, DX
+	ANDQ R11, DX // terminators
+	ANDQ R11, AX
+	MOVQ $-1, R11
+	ORQ DX, AX // separators and terminators
+	JZ next
+
+	// Every position, eight at a time without a test each.
+	MOVQ AX, BX
+	FLAT1(0)
+	FLAT1(4)
+	FLAT1(8)
+	FLAT1(12)
+	FLAT1(16)
+	FLAT1(20)
+	FLAT1(24)
+	FLAT1(28)
+	JZ flatdone
+	FLAT1(32)
+	FLAT1(36)
+	FLAT1(40)
+	FLAT1(44)
+	FLAT1(48)
+	FLAT1(52)
+	FLAT1(56)
+	FLAT1(60)
+	JZ flatdone
+	LEAQ 64(DI), R12
+
+flatmore:
+	TZCNTQ BX, R13
+	ADDL R10, R13
+	MOVL R13, (R12)
+	ADDQ $4, R12
+	BLSRQ BX, BX
+	JNZ flatmore
+
+flatdone:
+	// The terminators: n + the number of entries before each.
+	TESTQ DX, DX
+	JZ termsdone
+
+terms:
+	TZCNTQ DX, BX
+	BZHIQ BX, AX, R13
+	POPCNTQ R13, R13
+	ADDQ R9, R13
+	LEAQ 1(R13)(R13*1), R13
+	MOVL R13, (R8)
+	ADDQ $4, R8
+	BLSRQ DX, DX
+	JNZ terms
+
+termsdone:
+	POPCNTQ AX, R13
+	ADDQ R13, R9
+	LEAQ (DI)(R13*4), DI
+
+next:
+	ADDQ $64, SI
+	ADDQ $64, R10
+	DECQ CX
+	JNZ loop
+
+done:
+	VZEROUPPER
+	MOVQ R9, n+48(FP)
+	SUBQ tix+40(FP), R8
+	SHRQ $2, R8
+	MOVQ R8, nt+56(FP)
+	RET

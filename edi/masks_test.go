@@ -43,15 +43,27 @@ func TestBlockMasks(t *testing.T) {
 	}
 }
 
-// Segment after segment through one buffer, as Next reads them, the block
-// scans (with their kept masks) find what a byte loop finds: the terminator,
-// the separators before it and whether the segment is plain.
-func TestBlockScansMatchByteLoops(t *testing.T) {
+// Segment after segment through one buffer, as Next reads them, the
+// structural index finds what a byte loop finds: the terminator, the
+// separators before it and whether the segment is plain, from any start and
+// for any length of buffer (whole blocks only).
+func TestIndexMatchesByteLoops(t *testing.T) {
+	asm := useIndexAsm
+	defer func() { useIndexAsm = asm }()
+	for _, useIndexAsm = range []bool{false, asm} {
+		testIndex(t)
+	}
+}
+
+func testIndex(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	alphabet := []byte("AB01*~:^ \x00\x1f\x7f\xff")
 	d := Delimiters{Element: '*', Component: ':', Repetition: '^', Segment: '~'}
 	for iter := 0; iter < 3000; iter++ {
 		buf := make([]byte, 64+rng.IntN(600))
+		if iter%100 == 0 {
+			buf = make([]byte, indexChunk+64+rng.IntN(600)) // more than one index
+		}
 		for i := range buf {
 			switch {
 			case rng.IntN(40) == 0:
@@ -65,23 +77,24 @@ func TestBlockScansMatchByteLoops(t *testing.T) {
 			}
 		}
 		for _, plain := range []bool{false, true} {
-			r := &Reader{buf: buf, end: len(buf), MaxSegment: DefaultMaxSegment, delim: d, seg: Segment{ends: make([]int32, 0, 4)}, findPlain: plain}
+			r := &Reader{buf: buf, end: len(buf), MaxSegment: DefaultMaxSegment, delim: d, findPlain: plain}
 			r.beg = rng.IntN(8)
 			for r.beg < len(buf) {
-				var e, n int
-				if plain {
-					e, n = r.scanSegmentPlain()
-				} else {
-					e, n = r.scanSegment()
-				}
+				ok := (r.ti < len(r.tix) || r.index()) && (r.beg == r.ixNext || r.resync())
 				term := bytes.IndexByte(buf[r.beg:], '~')
-				if e < 0 {
-					// Allowed only near the end, where neither a block nor a word fits.
-					if term >= 0 && r.beg+term+8 <= len(buf)-8 {
+				if !ok {
+					// Allowed only when the terminator is not in a whole block.
+					if term >= 0 && (r.beg+term)&^63+64 <= len(buf) {
 						t.Fatalf("iter %d: missed the terminator at %d (segment from %d, buffer %d)", iter, r.beg+term, r.beg, len(buf))
 					}
 					break
 				}
+				tx := r.tix[r.ti]
+				k := int(tx >> 1)
+				ends := r.idx[r.ip : k+1]
+				e := int(ends[len(ends)-1])
+				r.ti++
+				r.ip = k + 1
 				if e != r.beg+term {
 					t.Fatalf("iter %d: end %d, want %d", iter, e, r.beg+term)
 				}
@@ -89,20 +102,27 @@ func TestBlockScansMatchByteLoops(t *testing.T) {
 				isPlain := true
 				for i, c := range buf[r.beg:e] {
 					if c == '*' {
-						want = append(want, int32(i))
+						want = append(want, int32(r.beg+i))
 					}
 					if c == ':' || c == '^' || c < 0x20 || c > 0x7e {
 						isPlain = false
 					}
 				}
-				want = append(want, int32(e-r.beg))
-				if got := r.seg.ends[:n+1]; !slices.Equal(got, want) {
-					t.Fatalf("iter %d: segment %q: ends %v, want %v", iter, buf[r.beg:e], got, want)
+				want = append(want, int32(e))
+				if !slices.Equal(ends, want) {
+					t.Fatalf("iter %d: segment %q: ends %v, want %v", iter, buf[r.beg:e], ends, want)
 				}
-				if plain && r.seg.plain != isPlain {
-					t.Fatalf("iter %d: segment %q: plain %v, want %v", iter, buf[r.beg:e], r.seg.plain, isPlain)
+				if plain && (tx&1 == 0) != isPlain {
+					t.Fatalf("iter %d: segment %q: plain %v, want %v", iter, buf[r.beg:e], tx&1 == 0, isPlain)
 				}
-				r.beg = e + 1
+				if !plain && tx&1 == 0 {
+					t.Fatalf("iter %d: segment %q: plain without findPlain", iter, buf[r.beg:e])
+				}
+				r.beg, r.ixNext = e+1, e+1
+				// Now and then skip a few bytes, as whitespace is skipped.
+				if rng.IntN(10) == 0 {
+					r.beg += rng.IntN(3)
+				}
 			}
 		}
 	}

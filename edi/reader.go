@@ -72,24 +72,29 @@ type Tolerance struct {
 // Segment is one segment. The bytes it refers to belong to the Reader and are
 // valid until the next call to Next; use Clone to keep a segment.
 type Segment struct {
-	raw   []byte  // segment without terminator
-	ends  []int32 // ends[i] = index in raw just past element i (0 = tag)
+	// data holds the segment from start on; the element ends index data
+	// too (they are the reader's structural index of its buffer, handed
+	// out without a copy).
+	data  []byte
+	start int     // index in data of the segment's first byte
+	ends  []int32 // ends[i] = index in data just past element i (0 = tag)
 	delim Delimiters
-	// plain: raw holds neither the component nor the repetition separator
-	// and only printable ASCII (0x20..0x7E), so no element needs its own
-	// byte scans in the validator (set when the reader's findPlain is on).
+	// plain: the segment holds neither the component nor the repetition
+	// separator and only printable ASCII (0x20..0x7E), so no element needs
+	// its own byte scans in the validator (set when the reader's findPlain
+	// is on).
 	plain bool
 	Pos   Position
 }
 
 // Tag is the segment identifier (element 0) as bytes; no allocation.
-func (s *Segment) Tag() []byte { return s.raw[:s.ends[0]] }
+func (s *Segment) Tag() []byte { return s.data[s.start:s.ends[0]] }
 
 // TagString returns the segment identifier as a string.
 func (s *Segment) TagString() string { return string(s.Tag()) }
 
 // Raw is the segment's bytes without the terminator.
-func (s *Segment) Raw() []byte { return s.raw }
+func (s *Segment) Raw() []byte { return s.data[s.start:s.ends[len(s.ends)-1]] }
 
 // Delimiters are the ones in force for this segment.
 func (s *Segment) Delimiters() Delimiters { return s.delim }
@@ -104,7 +109,7 @@ func (s *Segment) Element(i int) []byte {
 	if i <= 0 || i >= len(s.ends) {
 		return nil
 	}
-	return s.raw[s.ends[i-1]+1 : s.ends[i]]
+	return s.data[s.ends[i-1]+1 : s.ends[i]]
 }
 
 // Value returns element i as a string ("" when absent).
@@ -174,8 +179,12 @@ func nth(v []byte, sep byte, n int) []byte {
 // Clone returns a copy of the segment that owns its bytes.
 func (s *Segment) Clone() Segment {
 	c := *s
-	c.raw = append([]byte(nil), s.raw...)
-	c.ends = append([]int32(nil), s.ends...)
+	c.data = append([]byte(nil), s.Raw()...)
+	c.start = 0
+	c.ends = make([]int32, len(s.ends))
+	for i, e := range s.ends {
+		c.ends[i] = e - int32(s.start)
+	}
 	return c
 }
 
@@ -184,7 +193,8 @@ func (s *Segment) Clone() Segment {
 // copying them was a sixth of building a tree. dst is filled field by
 // field: a Segment returned by value was copied twice through the stack.
 func (s *Segment) cloneHeld(dst *Segment) {
-	dst.raw = s.raw[:len(s.raw):len(s.raw)]
+	dst.data = s.data
+	dst.start = s.start
 	dst.ends = s.ends[:len(s.ends):len(s.ends)]
 	dst.delim = s.delim
 	dst.plain = s.plain
@@ -192,7 +202,7 @@ func (s *Segment) cloneHeld(dst *Segment) {
 }
 
 // String renders the segment with its own delimiters (for messages).
-func (s *Segment) String() string { return string(s.raw) }
+func (s *Segment) String() string { return string(s.Raw()) }
 
 // Reader reads X12 segments from a stream, one interchange after another.
 //
@@ -229,13 +239,25 @@ type Reader struct {
 	tolWS      bool // whitespace tolerance already reported in this interchange
 	fills      int  // reads so far (the buffer grows for long streams)
 
-	// The masks of the 64-byte block buf[blk-1:blk+63] (blk 0: none), kept
-	// for the next segment, which usually starts in the same block. They
-	// hold for the delimiters and buffer contents they were made with, so
-	// fill and a new ISA drop them.
-	blk         int
-	bsep, bterm uint64
-	bodd        uint64 // with findPlain only
+	// The structural index of buf from where it was last built (index):
+	// idx holds the positions in buf of the element separators and
+	// segment terminators of up to indexChunk bytes, in order; tix the
+	// entries of idx that are terminators (entry<<1, plus 1 when the
+	// segment it ends is not plain). A segment's element ends are then
+	// idx[ip : tix[ti]>>1+1] as they are: Next hands them out without a
+	// copy and without a look at the segment's bytes. ixNext is where the
+	// next indexed segment starts (just past the terminator before).
+	// fill, an ISA and an IEA drop the index (invalidate): it holds only
+	// inside an interchange, for the buffer and delimiters it was made with.
+	idx    []int32
+	tix    []int32
+	ip, ti int
+	ixNext int
+
+	// ends is where the slow path (split) writes a segment's element ends;
+	// scratchN is how many the last one used.
+	ends     []int32
+	scratchN int
 
 	// hold is set while the caller keeps segments that refer to the
 	// buffer (the loop tree of the set being read, see Process): their
@@ -245,10 +267,12 @@ type Reader struct {
 	hold   bool
 	held   [][]byte
 	spares [][]byte
-	// While holding, the element ends of the segments read stay too: each
-	// segment's are written after those of the one before, in heldEnds
-	// (rewound at release).
-	heldEnds []int32
+	// While holding, the element ends of the segments read stay too: the
+	// index arrays they are in (idxHeld, spares at release: idxSpares),
+	// and for the slow path's segments, each one's ends are written after
+	// those of the one before, in heldEnds (rewound at release).
+	idxHeld, idxSpares [][]int32
+	heldEnds           []int32
 }
 
 // DefaultMaxSegment is the default bound on one segment's size.
@@ -257,14 +281,15 @@ const DefaultMaxSegment = 1 << 20
 // NewReader returns a Reader reading from r.
 func NewReader(r io.Reader) *Reader {
 	return &Reader{r: r, buf: make([]byte, 64<<10), MaxSegment: DefaultMaxSegment,
-		seg: Segment{ends: make([]int32, 0, 64)}}
+		ends: make([]int32, 0, 64)}
 }
 
 // reset makes the reader read from r, keeping its buffers.
 func (r *Reader) reset(in io.Reader) {
 	r.release()
-	*r = Reader{r: in, buf: r.buf, MaxSegment: DefaultMaxSegment, seg: Segment{ends: r.seg.ends[:0]},
-		held: r.held, spares: r.spares, heldEnds: r.heldEnds}
+	*r = Reader{r: in, buf: r.buf, MaxSegment: DefaultMaxSegment, ends: r.ends[:0],
+		idx: r.idx, tix: r.tix[:0], held: r.held, spares: r.spares,
+		idxHeld: r.idxHeld, idxSpares: r.idxSpares, heldEnds: r.heldEnds}
 }
 
 // Tolerances returns the deviations accepted so far and clears the list.
@@ -286,7 +311,7 @@ func (r *Reader) fill() bool {
 	if r.eof || r.err != nil {
 		return false
 	}
-	r.blk = 0
+	r.invalidate()
 	if r.beg > 0 && (r.end == len(r.buf) || r.beg > len(r.buf)/2) {
 		to := r.buf
 		if r.hold {
@@ -345,21 +370,23 @@ func (r *Reader) spare() []byte {
 	return make([]byte, len(r.buf))
 }
 
-// keepEnds leaves the element ends of the segment read last to the holder
-// and gives r.seg the rest of the array (a new one when little is left).
+// keepEnds leaves the element ends of the slow path's last segment to the
+// holder and gives the slow path the rest of the array (a new one when
+// little is left).
 func (r *Reader) keepEnds() {
-	rest := r.seg.ends[len(r.seg.ends):]
+	rest := r.ends[:cap(r.ends)][r.scratchN:]
 	if cap(rest) < 256 {
 		r.heldEnds = make([]int32, 0, 16<<10)
 		rest = r.heldEnds
 	}
-	r.seg.ends = rest
+	r.ends = rest[:0]
+	r.scratchN = 0
 }
 
 // release ends a hold: the segments read so far are no longer referred to.
 func (r *Reader) release() {
 	if r.hold && r.heldEnds != nil {
-		r.seg.ends = r.heldEnds[:0]
+		r.ends = r.heldEnds[:0]
 	}
 	r.hold = false
 	for i, b := range r.held {
@@ -370,6 +397,13 @@ func (r *Reader) release() {
 		r.held[i] = nil
 	}
 	r.held = r.held[:0]
+	for i, x := range r.idxHeld {
+		if len(r.idxSpares) < 4 {
+			r.idxSpares = append(r.idxSpares, x)
+		}
+		r.idxHeld[i] = nil
+	}
+	r.idxHeld = r.idxHeld[:0]
 }
 
 // bigInput is the number of reads after which the buffer grows to
@@ -384,7 +418,7 @@ func (r *Reader) grow(size int) {
 	nb := make([]byte, size)
 	copy(nb, r.buf[:r.end])
 	r.buf = nb
-	r.blk = 0
+	r.invalidate()
 }
 
 func (r *Reader) errorf(off int64, format string, args ...any) *SyntaxError {
@@ -432,49 +466,245 @@ var bom = []byte{0xEF, 0xBB, 0xBF}
 // stream, and a *SyntaxError (or the underlying read error) otherwise. The
 // segment is valid until the next call.
 func (r *Reader) Next() (*Segment, error) {
-	if r.hold {
-		r.keepEnds()
+	// The common case: the next segment starts right here (no whitespace
+	// before it) with an ordinary tag (not ISA), and its terminator is in
+	// the structural index (which holds only inside an interchange): its
+	// element ends are there already. finish's common part is written out
+	// here (a call less per segment).
+	if r.ti < len(r.tix) && r.beg == r.ixNext {
+		if beg := r.beg; r.buf[beg] > ' ' && r.buf[beg] != 'I' && r.buf[beg] != 0xEF {
+			t := r.tix[r.ti]
+			k := int(t >> 1)
+			ends := r.idx[r.ip : k+1]
+			e := int(ends[len(ends)-1])
+			r.ti++
+			r.ip = k + 1
+			r.beg, r.ixNext = e+1, e+1
+			s := &r.seg
+			s.start = beg
+			s.ends = ends
+			s.plain = t&1 == 0
+			r.nseg++
+			if n, c := int(ends[0])-beg, r.buf[beg]; r.posDirty || n == 2 && (c == 'G' || c == 'S') || n == 3 && c == 'I' {
+				return r.finishEnvelope(r.off + int64(beg)), nil
+			}
+			if r.pos.ST02 != "" {
+				r.pos.InSet++
+			}
+			s.Pos.InSet = r.pos.InSet
+			s.Pos.Offset = r.off + int64(beg)
+			s.Pos.Segment = r.nseg
+			return s, nil
+		}
 	}
-	// The common case: inside an interchange, the next segment starts right
-	// here with an ordinary tag.
+	return r.next()
+}
+
+// next is Next's general case: whitespace or an ISA first, the index to be
+// built or put in step, or a segment whose terminator is not in it (the
+// slow path, readSegment).
+func (r *Reader) next() (*Segment, error) {
 	if !r.haveISA || r.beg >= r.end || !ordinary(r.buf[r.beg]) {
 		if seg, err, done := r.beforeSegment(); done {
 			return seg, err
 		}
 	}
-	// The segment usually ends in the block where it starts, whose masks
-	// are kept from the segment before: read off them here, without the
-	// calls and the loop of scanSegment.
-	if beg, blk := r.beg, r.beg&^63; r.blk == blk+1 {
-		keep := ^uint64(0) << uint(beg-blk)
-		if terms := r.bterm & keep; terms != 0 {
-			tz := bits.TrailingZeros64(terms)
-			ends := r.seg.ends[:cap(r.seg.ends)]
-			if e := blk + tz; e-beg <= r.MaxSegment && len(ends) > 64 {
-				before := uint64(1)<<tz - 1
-				if r.findPlain {
-					r.seg.plain = r.bodd&keep&before == 0
-				}
-				n := putBits(ends, 0, r.bsep&keep&before, blk-beg)
-				ends[n] = int32(e - beg)
-				r.beg = e + 1
-				return r.finish(r.buf[beg:e], n, r.off+int64(beg)), nil
-			}
-		}
-	}
-	// The segment at r.beg, when its terminator is in the buffer.
-	var e, n int
-	if r.findPlain {
-		e, n = r.scanSegmentPlain()
-	} else {
-		e, n = r.scanSegment()
-	}
-	if e >= 0 {
-		seg := r.finish(r.buf[r.beg:e], n, r.Offset())
-		r.beg = e + 1
-		return seg, nil
+	if (r.ti < len(r.tix) || r.index()) && (r.beg == r.ixNext || r.resync()) {
+		t := r.tix[r.ti]
+		k := int(t >> 1)
+		ends := r.idx[r.ip : k+1]
+		beg, e := r.beg, int(ends[len(ends)-1])
+		r.ti++
+		r.ip = k + 1
+		r.beg, r.ixNext = e+1, e+1
+		r.seg.plain = t&1 == 0
+		return r.finish(beg, ends, r.off+int64(beg)), nil
 	}
 	return r.readSegment()
+}
+
+// invalidate drops the structural index (the buffer's contents or the
+// delimiters changed).
+func (r *Reader) invalidate() {
+	r.tix = r.tix[:0]
+	r.ti = 0
+}
+
+// indexChunk is how many bytes of the buffer one index covers (at most):
+// the index and the bytes stay in the first-level cache until Next reads
+// them.
+const indexChunk = 16 << 10
+
+// index builds the structural index (see Reader.idx) of the whole 64-byte
+// blocks of the buffer from r.beg on, up to indexChunk bytes. It returns
+// false when the index holds no terminator.
+func (r *Reader) index() bool {
+	beg := r.beg
+	blk := beg &^ 63
+	// An indexed segment lies in beg..limit-1: it is not longer than
+	// MaxSegment.
+	limit := min(r.end, blk+indexChunk, beg+r.MaxSegment+1)
+	r.tix = r.tix[:0]
+	r.ti = 0
+	if blk+64 > limit {
+		return false
+	}
+	if r.hold && r.ip > 0 {
+		// Segments handed out from this array are held: keep it.
+		r.idxHeld = append(r.idxHeld, r.idx)
+		r.idx = nil
+		if k := len(r.idxSpares); k > 0 {
+			r.idx = r.idxSpares[k-1]
+			r.idxSpares = r.idxSpares[:k-1]
+		}
+	}
+	r.ip = 0
+	// Room for an entry per byte, and 64 more for the writes past the last
+	// (small inputs get small arrays).
+	size := max(limit-blk, 2048)
+	if len(r.idx) < size+64 {
+		r.idx = make([]int32, max(size, len(r.idx))+64)
+	}
+	if cap(r.tix) < size {
+		r.tix = make([]int32, 0, max(size, cap(r.tix)))
+	}
+	r.seg.data = r.buf // Next sets only the rest
+	idx, tix := r.idx, r.tix[:cap(r.tix)]
+	buf := r.buf[:limit]
+	es, ts := r.delim.Element, r.delim.Segment
+	comp, rep := r.delim.Component, r.delim.Repetition
+	if rep == 0 {
+		rep = comp
+	}
+	keep := ^uint64(0) << uint(beg-blk) // the first block's bytes before beg are not ours
+	if useIndexAsm && !r.findPlain {
+		_, nt := indexAVX2(&buf[blk], (limit-blk)/64, keep, es, ts, int32(blk), &idx[0], &tix[0])
+		r.tix = tix[:nt]
+		r.ixNext = beg
+		return nt > 0
+	}
+	n, nt := 0, 0
+	var carry uint64 // findPlain: odd bytes since the last terminator
+	for ; blk+64 <= limit; blk += 64 {
+		var seps, terms, odd uint64
+		if r.findPlain {
+			seps, terms, odd = plainMasks64(&buf[blk], es, ts, comp, rep)
+			odd &= keep
+		} else {
+			seps, terms = sepMasks64(&buf[blk], es, ts)
+		}
+		seps &= keep
+		terms &= keep
+		keep = ^uint64(0)
+		all := seps | terms
+		if all == 0 {
+			carry |= odd
+			continue
+		}
+		// Every position, eight at a time without a test each: the
+		// writes past the last one are overwritten or never read.
+		d := (*[64]int32)(idx[n : n+64])
+		cnt := bits.OnesCount64(all)
+		b := int32(blk)
+		m := all
+		d[0] = b + int32(bits.TrailingZeros64(m))
+		m &= m - 1
+		d[1] = b + int32(bits.TrailingZeros64(m))
+		m &= m - 1
+		d[2] = b + int32(bits.TrailingZeros64(m))
+		m &= m - 1
+		d[3] = b + int32(bits.TrailingZeros64(m))
+		m &= m - 1
+		d[4] = b + int32(bits.TrailingZeros64(m))
+		m &= m - 1
+		d[5] = b + int32(bits.TrailingZeros64(m))
+		m &= m - 1
+		d[6] = b + int32(bits.TrailingZeros64(m))
+		m &= m - 1
+		d[7] = b + int32(bits.TrailingZeros64(m))
+		m &= m - 1
+		if cnt > 8 {
+			d[8] = b + int32(bits.TrailingZeros64(m))
+			m &= m - 1
+			d[9] = b + int32(bits.TrailingZeros64(m))
+			m &= m - 1
+			d[10] = b + int32(bits.TrailingZeros64(m))
+			m &= m - 1
+			d[11] = b + int32(bits.TrailingZeros64(m))
+			m &= m - 1
+			d[12] = b + int32(bits.TrailingZeros64(m))
+			m &= m - 1
+			d[13] = b + int32(bits.TrailingZeros64(m))
+			m &= m - 1
+			d[14] = b + int32(bits.TrailingZeros64(m))
+			m &= m - 1
+			d[15] = b + int32(bits.TrailingZeros64(m))
+			m &= m - 1
+			for i := 16; m != 0; i++ {
+				d[i&63] = b + int32(bits.TrailingZeros64(m))
+				m &= m - 1
+			}
+		}
+		// The terminators: their entries are counted off the mask.
+		if r.findPlain {
+			var done uint64 // this block's bits up to the last terminator
+			for t := terms; t != 0; t &= t - 1 {
+				bit := t & -t
+				low := bit - 1
+				k := n + bits.OnesCount64(all&low)
+				e := int32(k << 1)
+				if carry|odd&low&^done != 0 {
+					e |= 1
+				}
+				tix[nt] = e
+				nt++
+				carry = 0
+				done = low | bit
+			}
+			carry |= odd &^ done
+		} else {
+			for t := terms; t != 0; t &= t - 1 {
+				low := t&-t - 1
+				k := n + bits.OnesCount64(all&low)
+				tix[nt] = int32(k<<1 | 1)
+				nt++
+			}
+		}
+		n += cnt
+	}
+	r.tix = tix[:nt]
+	r.ixNext = beg
+	return nt > 0
+}
+
+// resync puts the index in step with r.beg when the reader moved past the
+// next indexed segment's start by other means (whitespace skipped, a
+// segment read by the slow path): it skips the entries before r.beg. It
+// returns false when no indexed segment is left.
+func (r *Reader) resync() bool {
+	if r.beg < r.ixNext {
+		r.invalidate()
+		return false
+	}
+	for r.ti < len(r.tix) && int(r.idx[r.ip]) < r.beg {
+		if int(r.tix[r.ti]>>1) == r.ip {
+			r.ti++
+		}
+		r.ip++
+	}
+	r.ixNext = r.beg
+	if r.ti == len(r.tix) {
+		return false
+	}
+	// The segment's plain bit counted the bytes skipped.
+	if t := r.tix[r.ti]; r.findPlain {
+		if e := int(r.idx[t>>1]); r.beg <= e && plainSegment(r.buf[r.beg:e], r.delim) {
+			r.tix[r.ti] = t &^ 1
+		} else {
+			r.tix[r.ti] = t | 1
+		}
+	}
+	return true
 }
 
 // ordinary reports whether c can start a segment other than ISA after no
@@ -581,12 +811,12 @@ func (r *Reader) readISA() (*Segment, error) {
 		return nil, r.errorf(start, "malformed ISA: element separator %q is not a valid delimiter", es)
 	}
 	r.delim = d
-	r.blk = 0
+	r.invalidate()
 	r.haveISA = true
 	r.tolWS = false
 	r.pos = Position{}
 	r.posDirty = true
-	seg, err := r.split(b[:n+1], start)
+	seg, err := r.split(r.beg, r.beg+n+1, start)
 	if err != nil {
 		return nil, err
 	}
@@ -594,7 +824,6 @@ func (r *Reader) readISA() (*Segment, error) {
 	if ver := seg.Element(12); len(ver) == 5 && string(ver) >= "00402" {
 		if rep := seg.Element(11); len(rep) == 1 && !isAlnum(rep[0]) && rep[0] != ' ' && rep[0] != es && rep[0] != comp && rep[0] != term {
 			r.delim.Repetition = rep[0]
-			r.blk = 0
 			seg.delim.Repetition = rep[0]
 		}
 	}
@@ -604,9 +833,10 @@ func (r *Reader) readISA() (*Segment, error) {
 	return seg, nil
 }
 
-// readSegment reads the segment at r.beg when Next's fast path could not
-// (its terminator is not in the buffer yet): it reads more, growing the
-// buffer up to MaxSegment.
+// readSegment reads the segment at r.beg when its terminator is not in the
+// structural index (it is in the last bytes of the buffer, which are not a
+// whole block, or not in the buffer yet): it finds it with IndexByte,
+// reading more and growing the buffer up to MaxSegment when needed.
 func (r *Reader) readSegment() (*Segment, error) {
 	start := r.Offset()
 	scan := r.beg
@@ -616,7 +846,7 @@ func (r *Reader) readSegment() (*Segment, error) {
 			if e-r.beg > r.MaxSegment {
 				return nil, r.errorf(start, "segment longer than %d bytes", r.MaxSegment)
 			}
-			seg, err := r.split(r.buf[r.beg:e], start)
+			seg, err := r.split(r.beg, e, start)
 			r.beg = e + 1
 			if err != nil {
 				return nil, err
@@ -640,7 +870,7 @@ func (r *Reader) readSegment() (*Segment, error) {
 			if len(rest) > 4 && string(rest[:3]) == "IEA" && rest[3] == r.delim.Element && !bytes.ContainsAny(rest, "\r\n") {
 				r.tolerances = append(r.tolerances, Tolerance{Pos: Position{Offset: start, Segment: r.nseg + 1, ISA13: r.pos.ISA13},
 					Msg: fmt.Sprintf("last segment IEA has no terminator %q; the end of data ends it", r.delim.Segment)})
-				seg, err := r.split(rest, start)
+				seg, err := r.split(r.beg, r.end, start)
 				r.beg = r.end
 				return seg, err
 			}
@@ -650,185 +880,30 @@ func (r *Reader) readSegment() (*Segment, error) {
 	}
 }
 
-// split records element boundaries and advances the envelope position.
-func (r *Reader) split(raw []byte, off int64) (*Segment, error) {
-	if cap(r.seg.ends) < len(raw)+1 {
-		r.seg.ends = make([]int32, 0, max(64, len(raw)+1))
+// split records the element boundaries of the segment r.buf[beg:e] (the
+// slow path) and advances the envelope position.
+func (r *Reader) split(beg, e int, off int64) (*Segment, error) {
+	if r.hold && r.scratchN > 0 {
+		r.keepEnds()
 	}
-	n := splitElements(r.seg.ends[:cap(r.seg.ends)], raw, r.delim.Element)
+	raw := r.buf[beg:e]
+	if cap(r.ends) < len(raw)+1 {
+		r.ends = make([]int32, 0, max(64, len(raw)+1))
+	}
+	ends := r.ends[:cap(r.ends)]
+	n := splitElements(ends, raw, r.delim.Element, beg)
+	r.scratchN = n + 1
 	r.seg.plain = r.findPlain && plainSegment(raw, r.delim)
-	return r.finish(raw, n, off), nil
+	return r.finish(beg, ends[:n+1], off), nil
 }
 
-// scanSegment is Next's fast path: it reads the separators and the
-// terminator of the segment at r.beg off the block masks (see masks.go),
-// 64 bytes at a time, and the last few bytes before the buffer's end eight
-// at a time. It returns the terminator's index in r.buf and the number of
-// element separators, whose offsets are in r.seg.ends, or -1 when the
-// terminator is not in the buffer (readSegment then takes the slow path).
-func (r *Reader) scanSegment() (end, nsep int) {
-	buf := r.buf[:r.end]
-	beg := r.beg
-	ends := r.seg.ends[:cap(r.seg.ends)]
-	n := 0
-	limit := min(len(buf), beg+r.MaxSegment)
-	blk := beg &^ 63
-	for ; blk+64 <= limit; blk += 64 {
-		if n+65 >= len(ends) {
-			ends = r.growEnds(ends, n)
-		}
-		if r.blk != blk+1 {
-			r.bsep, r.bterm = sepMasks64(&buf[blk], r.delim.Element, r.delim.Segment)
-			r.blk = blk + 1
-		}
-		seps, terms := r.bsep, r.bterm
-		if blk < beg { // the block's bytes before the segment
-			keep := ^uint64(0) << uint(beg-blk)
-			seps, terms = seps&keep, terms&keep
-		}
-		if terms != 0 {
-			tz := bits.TrailingZeros64(terms)
-			n = putBits(ends, n, seps&(1<<tz-1), blk-beg)
-			ends[n] = int32(blk + tz - beg)
-			return blk + tz, n
-		}
-		n = putBits(ends, n, seps, blk-beg)
-	}
-	pe := uint64(r.delim.Element) * swarOnes
-	pt := uint64(r.delim.Segment) * swarOnes
-	for i := max(blk, beg); i+8 <= limit; i += 8 {
-		if n+9 >= len(ends) {
-			ends = r.growEnds(ends, n)
-		}
-		w := binary.LittleEndian.Uint64(buf[i:])
-		xe, xt := w^pe, w^pt
-		me := ^((xe&swar7F + swar7F) | xe | swar7F)
-		// For the terminator only its first lane matters: the cheaper test,
-		// whose false hits can only follow a true one, is exact for it.
-		mt := (xt - swarOnes) &^ xt & 0x8080808080808080
-		if mt != 0 {
-			tz := bits.TrailingZeros64(mt) // 8*lane + 7
-			me &= 1<<tz - 1                // separators before the terminator
-			n = putSeps(ends, n, me, i-beg)
-			e := i + tz>>3
-			ends[n] = int32(e - beg)
-			return e, n
-		}
-		n = putSeps(ends, n, me, i-beg)
-	}
-	return -1, 0
-}
-
-// scanSegmentPlain is scanSegment for the validator: the same pass also
-// tells whether the segment is plain (Segment.plain). It is a copy of
-// scanSegment with the odd-byte masks and tests rather than a flag inside
-// it, because those tests slowed the bare tokenizer by a sixth even when
-// off.
-func (r *Reader) scanSegmentPlain() (end, nsep int) {
-	buf := r.buf[:r.end]
-	beg := r.beg
-	comp, rep := r.delim.Component, r.delim.Repetition
-	if rep == 0 {
-		rep = comp
-	}
-	ends := r.seg.ends[:cap(r.seg.ends)]
-	n := 0
-	var odd uint64 // bytes so far that are a component or repetition separator or outside 0x20..0x7E
-	limit := min(len(buf), beg+r.MaxSegment)
-	blk := beg &^ 63
-	for ; blk+64 <= limit; blk += 64 {
-		if n+65 >= len(ends) {
-			ends = r.growEnds(ends, n)
-		}
-		if r.blk != blk+1 {
-			r.bsep, r.bterm, r.bodd = plainMasks64(&buf[blk], r.delim.Element, r.delim.Segment, comp, rep)
-			r.blk = blk + 1
-		}
-		seps, terms, o := r.bsep, r.bterm, r.bodd
-		if blk < beg {
-			keep := ^uint64(0) << uint(beg-blk)
-			seps, terms, o = seps&keep, terms&keep, o&keep
-		}
-		if terms != 0 {
-			tz := bits.TrailingZeros64(terms)
-			before := uint64(1)<<tz - 1
-			r.seg.plain = odd|o&before == 0
-			n = putBits(ends, n, seps&before, blk-beg)
-			ends[n] = int32(blk + tz - beg)
-			return blk + tz, n
-		}
-		odd |= o
-		n = putBits(ends, n, seps, blk-beg)
-	}
-	pe := uint64(r.delim.Element) * swarOnes
-	pt := uint64(r.delim.Segment) * swarOnes
-	pc := uint64(comp) * swarOnes
-	pr := uint64(rep) * swarOnes
-	for i := max(blk, beg); i+8 <= limit; i += 8 {
-		if n+9 >= len(ends) {
-			ends = r.growEnds(ends, n)
-		}
-		w := binary.LittleEndian.Uint64(buf[i:])
-		xe, xt, xc, xr := w^pe, w^pt, w^pc, w^pr
-		me := ^((xe&swar7F + swar7F) | xe | swar7F)
-		// The cheap zero-byte tests: their false hits only follow a true
-		// hit in the same word, so they are exact for the first terminator,
-		// and "any odd byte before it" stays exact once masked.
-		mt := (xt - swarOnes) &^ xt & 0x8080808080808080
-		o := ((xc-swarOnes)&^xc | (xr-swarOnes)&^xr | (w-0x20*swarOnes)&^w | (w + swarOnes | w)) & 0x8080808080808080
-		if mt != 0 {
-			tz := bits.TrailingZeros64(mt) // 8*lane + 7
-			me &= 1<<tz - 1                // separators before the terminator
-			r.seg.plain = odd|o&(1<<tz-1) == 0
-			n = putSeps(ends, n, me, i-beg)
-			e := i + tz>>3
-			ends[n] = int32(e - beg)
-			return e, n
-		}
-		odd |= o
-		n = putSeps(ends, n, me, i-beg)
-	}
-	return -1, 0
-}
-
-// growEnds returns a larger copy of ends (its first n entries), which
-// becomes r.seg.ends.
-func (r *Reader) growEnds(ends []int32, n int) []int32 {
-	bigger := make([]int32, 2*len(ends)+72)
-	copy(bigger, ends[:n])
-	r.seg.ends = bigger[:0]
-	return bigger
-}
-
-// putBits writes base + the index of each bit set in m (a block mask) to
-// ends from n on and returns the new n.
-func putBits(ends []int32, n int, m uint64, base int) int {
-	for m != 0 {
-		ends[n] = int32(base + bits.TrailingZeros64(m))
-		n++
-		m &= m - 1
-	}
-	return n
-}
-
-// putSeps writes base + the lane of each bit set in m (an SWAR match
-// mask: the high bit of each matching byte) to ends from n on and returns
-// the new n.
-func putSeps(ends []int32, n int, m uint64, base int) int {
-	for m != 0 {
-		ends[n] = int32(base + bits.TrailingZeros64(m)>>3)
-		n++
-		m &= m - 1
-	}
-	return n
-}
-
-// finish completes r.seg once its element ends are known (n separators) and
-// advances the envelope position.
-func (r *Reader) finish(raw []byte, n int, off int64) *Segment {
+// finish completes r.seg, the segment from buf[beg] with the element ends
+// ends, and advances the envelope position.
+func (r *Reader) finish(beg int, ends []int32, off int64) *Segment {
 	s := &r.seg
-	s.raw = raw
-	s.ends = s.ends[:n+1]
+	s.data = r.buf
+	s.start = beg
+	s.ends = ends
 	r.nseg++
 	// Only the envelope segments (GS, GE, ST, SE, IEA; told apart here by
 	// length and first letter) and the first segment after the position
@@ -836,7 +911,7 @@ func (r *Reader) finish(raw []byte, n int, off int64) *Segment {
 	// control numbers and delimiters are still those of the segment
 	// before (copying the whole Position for every segment was a tenth of
 	// the tokenizer's time).
-	if t := s.ends[0]; r.posDirty || t == 2 && (raw[0] == 'G' || raw[0] == 'S') || t == 3 && raw[0] == 'I' {
+	if t, c := int(ends[0])-beg, r.buf[beg]; r.posDirty || t == 2 && (c == 'G' || c == 'S') || t == 3 && c == 'I' {
 		return r.finishEnvelope(off)
 	}
 	if r.pos.ST02 != "" {
@@ -856,7 +931,7 @@ func (r *Reader) finishEnvelope(off int64) *Segment {
 	// Envelope control numbers for positions: only GS, GE, ST, SE and IEA
 	// matter, told apart by their first letters without string compares.
 	var kind byte
-	if t := s.raw[:s.ends[0]]; len(t) == 2 {
+	if t := s.Tag(); len(t) == 2 {
 		switch {
 		case t[0] == 'G' && t[1] == 'S':
 			kind = 'g'
@@ -870,6 +945,7 @@ func (r *Reader) finishEnvelope(off int64) *Segment {
 	} else if len(t) == 3 && t[0] == 'I' && t[1] == 'E' && t[2] == 'A' {
 		kind = 'I'
 		r.haveISA = false
+		r.invalidate() // what follows must be an ISA
 	}
 	switch kind {
 	case 'g':
@@ -911,12 +987,12 @@ const (
 	swar7F   = 0x7F7F7F7F7F7F7F7F
 )
 
-// splitElements writes into ends the index of every sep in raw, then
-// len(raw), and returns the number of separators. It compares eight bytes at
+// splitElements writes into ends base + the index of every sep in raw, then
+// base + len(raw), and returns the number of separators. It compares eight bytes at
 // a time (the exact zero-byte test, no borrow between lanes): this loop runs
 // over every byte of every file and was half the tokenizer's time byte by
 // byte. ends must have room for len(raw)+1 entries.
-func splitElements(ends []int32, raw []byte, sep byte) int {
+func splitElements(ends []int32, raw []byte, sep byte, base int) int {
 	n := 0
 	pat := uint64(sep) * swarOnes
 	i := 0
@@ -924,17 +1000,17 @@ func splitElements(ends []int32, raw []byte, sep byte) int {
 		x := binary.LittleEndian.Uint64(raw[i:]) ^ pat
 		m := ^((x&swar7F + swar7F) | x | swar7F) // high bit set in each lane equal to sep
 		for m != 0 {
-			ends[n] = int32(i + bits.TrailingZeros64(m)>>3)
+			ends[n] = int32(base + i + bits.TrailingZeros64(m)>>3)
 			n++
 			m &= m - 1
 		}
 	}
 	for ; i < len(raw); i++ {
 		if raw[i] == sep {
-			ends[n] = int32(i)
+			ends[n] = int32(base + i)
 			n++
 		}
 	}
-	ends[n] = int32(len(raw))
+	ends[n] = int32(base + len(raw))
 	return n
 }

@@ -261,9 +261,15 @@ func TestQuickValidAgreesWithCheckValue(t *testing.T) {
 // offsets, and the JSON is the same as from one large read.
 func TestTreeBytesHeldAcrossReads(t *testing.T) {
 	var data []byte
-	for _, tx := range []string{"850", "856"} {
+	for i, tx := range []string{"850", "856", "850", "856"} {
 		cfg := x12gen.Default()
 		cfg.TxTypes, cfg.Size = []string{tx}, 300_000
+		switch i {
+		case 2: // whitespace between segments
+			cfg.EOL, cfg.Size = "\r\n", 100_000
+		case 3: // other delimiters, newline as terminator
+			cfg.Elem, cfg.Seg, cfg.Size = '|', '\n', 100_000
+		}
 		var buf bytes.Buffer
 		if _, err := x12gen.Write(&buf, cfg); err != nil {
 			t.Fatal(err)
@@ -279,10 +285,22 @@ func TestTreeBytesHeldAcrossReads(t *testing.T) {
 				if got := data[seg.Pos.Offset : seg.Pos.Offset+int64(len(seg.Raw()))]; !bytes.Equal(seg.Raw(), got) {
 					t.Fatalf("set %d: tree segment %q, the input has %q at offset %d", sets, seg.Raw(), got, seg.Pos.Offset)
 				}
+				parts := bytes.Split(seg.Raw(), []byte{seg.Delimiters().Element})
+				if seg.Len() != len(parts)-1 || !bytes.Equal(seg.Tag(), parts[0]) {
+					t.Fatalf("set %d: tree segment %q: %d elements, split gives %d", sets, seg.Raw(), seg.Len(), len(parts)-1)
+				}
+				for e := 1; e <= seg.Len(); e++ {
+					if !bytes.Equal(seg.Element(e), parts[e]) {
+						t.Fatalf("set %d: tree segment %q: element %d %q, want %q", sets, seg.Raw(), e, seg.Element(e), parts[e])
+					}
+				}
+				if seg.plain != plainSegment(seg.Raw(), seg.delim) {
+					t.Fatalf("set %d: tree segment %q: plain %v", sets, seg.Raw(), seg.plain)
+				}
 			}
 			out = s.Tree.AppendJSON(out)
 		}})
-		if err != nil || sets < 100 {
+		if err != nil || sets < 150 {
 			t.Fatalf("%v, %d sets", err, sets)
 		}
 		return out

@@ -407,7 +407,7 @@ func (v *validator) checkSegment(seg *Segment, def *spec.Segment, loop string) b
 	// The segment's and the definition's slices in locals: read through
 	// seg and def, they were loaded again for every element (the loop
 	// makes calls).
-	ends, raw, refs := seg.ends, seg.raw, def.Elements
+	ends, raw, refs := seg.ends, seg.data, def.Elements
 	checks := def.Checks()
 	if !seg.plain {
 		checks = nil // every value needs its byte scans

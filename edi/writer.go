@@ -154,10 +154,10 @@ func (w *Writer) WriteSegment(s *Segment) error {
 		w.fail(errors.New("WriteSegment inside an open segment"))
 	}
 	if s.delim == w.d {
-		w.w.Write(s.raw)
+		w.w.Write(s.Raw())
 	} else {
 		from, to := s.delim, w.d
-		for _, c := range s.raw {
+		for _, c := range s.Raw() {
 			switch {
 			case c == from.Element:
 				c = to.Element
