@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -484,6 +485,39 @@ func TestConcurrencyBound(t *testing.T) {
 	wg.Wait()
 	if p := peak.Load(); p > limit || p < 1 || total.Load() != 20 {
 		t.Errorf("peak in flight %d (limit %d), total %d", p, limit, total.Load())
+	}
+}
+
+// Connections to the ERP are reused up to the endpoint's concurrency: the
+// default transport kept 2 idle per host, so with 8 requests in flight most
+// POSTs opened a new connection.
+func TestConnectionsReusedUpToConcurrency(t *testing.T) {
+	const limit = 8
+	var opened atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(5 * time.Millisecond)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := newClient(t, []Endpoint{{Name: "e", URL: srv.URL, MaxConcurrency: limit}})
+	for round := range 5 {
+		var wg sync.WaitGroup
+		for i := range limit {
+			wg.Go(func() {
+				if res := c.Deliver(context.Background(), "e", delivery(fmt.Sprint(round, i))); res.Outcome != Delivered {
+					t.Errorf("%d/%d: %+v", round, i, res)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if n := opened.Load(); n > limit {
+		t.Errorf("%d connections opened for 5 rounds of %d concurrent POSTs, want at most %d", n, limit, limit)
 	}
 }
 
