@@ -130,14 +130,25 @@ func (l *Local) path(sum string) string {
 // find returns where the blob is: its path, or its path in the earlier
 // two-level layout if only that exists.
 func (l *Local) find(sum string) string {
+	p, _ := l.locate(sum)
+	return p
+}
+
+// locate is find that also returns the file's size, -1 when it does not
+// exist, from the same stat (a new blob's lookup was three stats).
+func (l *Local) locate(sum string) (string, int64) {
 	p := l.path(sum)
-	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+	fi, err := os.Stat(p)
+	if err == nil {
+		return p, fi.Size()
+	}
+	if errors.Is(err, fs.ErrNotExist) {
 		legacy := filepath.Join(l.dir, sum[0:2], sum[2:4], sum)
-		if _, err := os.Lstat(legacy); err == nil {
-			return legacy
+		if fi, err := os.Stat(legacy); err == nil {
+			return legacy, fi.Size()
 		}
 	}
-	return p
+	return p, -1
 }
 
 // Put implements [Blobs].
@@ -193,8 +204,8 @@ func (l *Local) Put(ctx context.Context, r io.Reader) (ref BlobRef, err error) {
 // another Put's that has not yet fsync'd the directory, so the directory is
 // synced here too before the caller says "durable".
 func (l *Local) stored(ref BlobRef) (bool, error) {
-	p := l.find(ref.SHA256)
-	if fileSize(p) != ref.Size {
+	p, size := l.locate(ref.SHA256)
+	if size != ref.Size {
 		return false, nil
 	}
 	if err := l.syncDir(filepath.Dir(p)); err != nil {
@@ -274,8 +285,8 @@ func (l *Local) Path(ref BlobRef) (string, error) {
 	if err := ref.Check(); err != nil {
 		return "", err
 	}
-	p := l.find(ref.SHA256)
-	switch size := fileSize(p); {
+	p, size := l.locate(ref.SHA256)
+	switch {
 	case size < 0:
 		return "", fmt.Errorf("spool: blob %s: %w", ref.SHA256, ErrNotFound)
 	case size != ref.Size:
@@ -292,15 +303,6 @@ func PutBytes(ctx context.Context, blobs Blobs, b []byte) (BlobRef, error) {
 		return p.PutBytes(ctx, b)
 	}
 	return blobs.Put(ctx, bytes.NewReader(b))
-}
-
-// fileSize is a file's size, or -1.
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return -1
-	}
-	return fi.Size()
 }
 
 // mkdirShard makes a shard directory again, fsyncing the root so the new
