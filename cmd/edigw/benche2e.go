@@ -228,6 +228,10 @@ func benchE2E(ctx context.Context, out io.Writer, o e2eOptions) (e2eResult, erro
 			for i := w; i < n; i += conns {
 				ctl := fmt.Sprintf("%09d", 100000+i)
 				body := bytes.ReplaceAll(sample, []byte("000004718"), []byte(ctl))
+				// Each file its own shipment (BSN02), as real traffic has: with
+				// the sample's one, every document mapped to the same JSON,
+				// which the spool stored once (no file written for the rest).
+				body = bytes.ReplaceAll(body, []byte("*ASN-260305-0417*"), []byte("*ASN-"+ctl+"*"))
 				f, err := sc.Create(fmt.Sprintf("/inbox/bench-%05d.x12", i))
 				if err != nil {
 					errc <- err
