@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"unsafe"
 )
 
 // Delimiters are the separators declared by one ISA segment.
@@ -270,9 +271,10 @@ type Reader struct {
 	// While holding, the element ends of the segments read stay too: the
 	// index arrays they are in (idxHeld, spares at release: idxSpares),
 	// and for the slow path's segments, each one's ends are written after
-	// those of the one before, in heldEnds (rewound at release).
+	// those of the one before in ends (see keepEnds; not rewound at
+	// release: the segment being read may be in there, and a new hold may
+	// start with it, as when an ST ends the set before it).
 	idxHeld, idxSpares [][]int32
-	heldEnds           []int32
 }
 
 // DefaultMaxSegment is the default bound on one segment's size.
@@ -289,7 +291,7 @@ func (r *Reader) reset(in io.Reader) {
 	r.release()
 	*r = Reader{r: in, buf: r.buf, MaxSegment: DefaultMaxSegment, ends: r.ends[:0],
 		idx: r.idx, tix: r.tix[:0], held: r.held, spares: r.spares,
-		idxHeld: r.idxHeld, idxSpares: r.idxSpares, heldEnds: r.heldEnds}
+		idxHeld: r.idxHeld, idxSpares: r.idxSpares}
 }
 
 // Tolerances returns the deviations accepted so far and clears the list.
@@ -376,8 +378,7 @@ func (r *Reader) spare() []byte {
 func (r *Reader) keepEnds() {
 	rest := r.ends[:cap(r.ends)][r.scratchN:]
 	if cap(rest) < 256 {
-		r.heldEnds = make([]int32, 0, 16<<10)
-		rest = r.heldEnds
+		rest = make([]int32, 0, 16<<10)
 	}
 	r.ends = rest[:0]
 	r.scratchN = 0
@@ -385,9 +386,6 @@ func (r *Reader) keepEnds() {
 
 // release ends a hold: the segments read so far are no longer referred to.
 func (r *Reader) release() {
-	if r.hold && r.heldEnds != nil {
-		r.ends = r.heldEnds[:0]
-	}
 	r.hold = false
 	for i, b := range r.held {
 		// Two spares are enough: a set rarely spans more than one read.
@@ -471,13 +469,17 @@ func (r *Reader) Next() (*Segment, error) {
 	// the structural index (which holds only inside an interchange): its
 	// element ends are there already. finish's common part is written out
 	// here (a call less per segment).
-	if r.ti < len(r.tix) && r.beg == r.ixNext {
-		if beg := r.beg; r.buf[beg] > ' ' && r.buf[beg] != 'I' && r.buf[beg] != 0xEF {
-			t := r.tix[r.ti]
+	if ti := r.ti; uint(ti) < uint(len(r.tix)) && r.beg == r.ixNext {
+		if beg := r.beg; uint(beg) < uint(len(r.buf)) && !notOrdinary[r.buf[beg]] {
+			c := r.buf[beg]
+			t := r.tix[ti]
 			k := int(t >> 1)
-			ends := r.idx[r.ip : k+1]
-			e := int(ends[len(ends)-1])
-			r.ti++
+			// idx[ip:k+1], without the bounds checks (index made ip <= k <
+			// len(idx)) and the masking of the pointer for an empty slice.
+			n := k + 1 - r.ip
+			ends := (*[1 << 28]int32)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(r.idx)), r.ip*4))[:n:n]
+			e := int(ends[n-1])
+			r.ti = ti + 1
 			r.ip = k + 1
 			r.beg, r.ixNext = e+1, e+1
 			s := &r.seg
@@ -485,7 +487,11 @@ func (r *Reader) Next() (*Segment, error) {
 			s.ends = ends
 			s.plain = t&1 == 0
 			r.nseg++
-			if n, c := int(ends[0])-beg, r.buf[beg]; r.posDirty || n == 2 && (c == 'G' || c == 'S') || n == 3 && c == 'I' {
+			// The envelope segments here are GS, GE, ST and SE (an IEA
+			// starts with I): a two-letter tag that starts with C, G, S
+			// or W (c|0x14 == 'W') goes to finishEnvelope, which also
+			// takes any other.
+			if r.posDirty || int(ends[0])-beg == 2 && c|0x14 == 'W' {
 				return r.finishEnvelope(r.off + int64(beg)), nil
 			}
 			if r.pos.ST02 != "" {
@@ -706,6 +712,15 @@ func (r *Reader) resync() bool {
 	}
 	return true
 }
+
+// notOrdinary[c]: c cannot start a segment that Next's common case reads (an
+// ISA, a byte order mark, whitespace or a control byte).
+var notOrdinary = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c <= ' ' || c == 'I' || c == 0xEF
+	}
+	return t
+}()
 
 // ordinary reports whether c can start a segment other than ISA after no
 // whitespace.

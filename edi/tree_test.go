@@ -334,3 +334,28 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	c.data = c.data[k:]
 	return k, nil
 }
+
+// An ST inside a set ends that set (its hold is released) and starts a new
+// one with the ST just read: the element ends of the segments read by the
+// slow path must not be rewound under it. Pooled readers keep their arrays,
+// so the same input runs several times (found by FuzzProcess).
+func TestSetStartedBySTInSetKeepsItsEnds(t *testing.T) {
+	in := []byte("ISA****************0~GS*IN*******004~ST*~ST*810~~")
+	for range 20 {
+		Process(bytes.NewReader(in), Options{Tree: true, MaxSegment: 4096, OnSet: func(ic *Interchange, g *Group, s *Set) {
+			if s.Tree == nil {
+				return
+			}
+			for seg := range s.Tree.Segments() {
+				off := seg.Pos.Offset
+				if !bytes.Equal(seg.Raw(), in[off:off+int64(len(seg.Raw()))]) {
+					t.Fatalf("tree segment %q is not the input's at offset %d", seg.Raw(), off)
+				}
+				for e := 1; e <= seg.Len(); e++ {
+					seg.Element(e)
+				}
+			}
+			s.Tree.AppendJSON(nil)
+		}})
+	}
+}
