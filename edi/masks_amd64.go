@@ -19,6 +19,12 @@ func plainMasks64(p *byte, sep, term, comp, rep byte) (seps, terms, odd uint64)
 //go:noescape
 func indexAVX2(p *byte, nblk int, keep uint64, sep, term byte, base int32, idx *int32, tix *int32) (n, nt int)
 
+// indexPlainAVX2 is indexAVX2 with findPlain: a tix entry's low bit says
+// whether the segment it ends is not plain.
+//
+//go:noescape
+func indexPlainAVX2(p *byte, nblk int, keep uint64, sep, term, comp, rep byte, base int32, idx *int32, tix *int32) (n, nt int)
+
 func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 func xgetbv() (eax, edx uint32)
 

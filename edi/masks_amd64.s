@@ -232,3 +232,154 @@ done:
 	SHRQ $2, R8
 	MOVQ R8, nt+56(FP)
 	RET
+
+// ODDMASK sets dst to the 32-bit mask of the bytes of data that are comp
+// (Y8), rep (Y9), below 0x20 (Y10; signed, so 0x80..0xFF count as below) or
+// 0x7F (Y11). Scratch: Y12, Y13.
+#define ODDMASK(data, dst) \
+	VPCMPGTB data, Y10, Y12; \
+	VPCMPEQB Y11, data, Y13; \
+	VPOR Y13, Y12, Y12; \
+	VPCMPEQB Y8, data, Y13; \
+	VPOR Y13, Y12, Y12; \
+	VPCMPEQB Y9, data, Y13; \
+	VPOR Y13, Y12, Y12; \
+	VPMOVMSKB Y12, dst
+
+// FLATP is FLAT1 for indexPlainAVX2 (the same, a name of its own for
+// clarity of the loop below).
+#define FLATP(off) FLAT1(off)
+
+// func indexPlainAVX2(p *byte, nblk int, keep uint64, sep, term, comp, rep byte, base int32, idx *int32, tix *int32) (n, nt int)
+//
+// indexAVX2 for the validator: each tix entry's low bit is set when the
+// segment it ends is not plain (holds a comp, rep or a byte outside
+// 0x20..0x7E), counting its bytes from the first block's first kept byte.
+TEXT ·indexPlainAVX2(SB), NOSPLIT, $0-64
+	MOVQ p+0(FP), SI
+	MOVQ nblk+8(FP), CX
+	MOVBQZX sep+24(FP), AX
+	MOVQ AX, X0
+	VPBROADCASTB X0, Y0
+	MOVBQZX term+25(FP), AX
+	MOVQ AX, X1
+	VPBROADCASTB X1, Y1
+	MOVBQZX comp+26(FP), AX
+	MOVQ AX, X8
+	VPBROADCASTB X8, Y8
+	MOVBQZX rep+27(FP), AX
+	MOVQ AX, X9
+	VPBROADCASTB X9, Y9
+	MOVQ $0x20, AX
+	MOVQ AX, X10
+	VPBROADCASTB X10, Y10
+	MOVQ $0x7F, AX
+	MOVQ AX, X11
+	VPBROADCASTB X11, Y11
+	MOVLQSX base+28(FP), R10
+	MOVQ idx+32(FP), DI
+	MOVQ tix+40(FP), R8
+	XORQ R9, R9  // n
+	XORQ R11, R11 // carry: odd bytes since the last terminator
+	TESTQ CX, CX
+	JZ pdone
+
+ploop:
+	VMOVDQU (SI), Y2
+	VMOVDQU 32(SI), Y3
+	ODDMASK(Y2, R12)
+	ODDMASK(Y3, BX)
+	SHLQ $32, BX
+	ORQ BX, R12
+	VPCMPEQB Y0, Y2, Y4
+	VPCMPEQB Y0, Y3, Y5
+	VPCMPEQB Y1, Y2, Y6
+	VPCMPEQB Y1, Y3, Y7
+	VPMOVMSKB Y4, AX
+	VPMOVMSKB Y5, BX
+	VPMOVMSKB Y6, DX
+	VPMOVMSKB Y7, R13
+	SHLQ $32, BX
+	SHLQ $32, R13
+	ORQ BX, AX
+	ORQ R13, DX
+	MOVQ keep+16(FP), BX
+	ANDQ BX, DX // terminators
+	ANDQ BX, AX
+	ANDQ BX, R12 // odd bytes
+	MOVQ $-1, keep+16(FP)
+	ORQ DX, AX // separators and terminators
+	JZ pcarry
+
+	MOVQ AX, BX
+	FLATP(0)
+	FLATP(4)
+	FLATP(8)
+	FLATP(12)
+	FLATP(16)
+	FLATP(20)
+	FLATP(24)
+	FLATP(28)
+	JZ pflatdone
+	FLATP(32)
+	FLATP(36)
+	FLATP(40)
+	FLATP(44)
+	FLATP(48)
+	FLATP(52)
+	FLATP(56)
+	FLATP(60)
+	JZ pflatdone
+	ADDQ $64, DI // DI is set again below
+
+pflatmore:
+	TZCNTQ BX, R13
+	ADDL R10, R13
+	MOVL R13, (DI)
+	ADDQ $4, DI
+	BLSRQ BX, BX
+	JNZ pflatmore
+
+pflatdone:
+	TESTQ DX, DX
+	JZ ptermsdone
+
+pterms:
+	TZCNTQ DX, BX
+	BZHIQ BX, AX, R13
+	POPCNTQ R13, R13
+	ADDQ R9, R13
+	ADDQ R13, R13
+	BZHIQ BX, R12, BX // odd bytes before it (those before the last one are cleared)
+	ORQ R11, BX
+	NEGQ BX // CF: not plain
+	ADCQ $0, R13
+	MOVL R13, (R8)
+	ADDQ $4, R8
+	BLSMSKQ DX, BX
+	ANDNQ R12, BX, R12 // odd bytes up to this terminator cleared
+	XORQ R11, R11
+	BLSRQ DX, DX
+	JNZ pterms
+
+ptermsdone:
+	POPCNTQ AX, R13
+	ADDQ R13, R9
+	MOVQ idx+32(FP), DI
+	LEAQ (DI)(R9*4), DI
+
+pcarry:
+	ORQ R12, R11
+
+	ADDQ $64, SI
+	ADDQ $64, R10
+	DECQ CX
+	JNZ ploop
+
+pdone:
+	VZEROUPPER
+	MOVQ R9, n+48(FP)
+	SUBQ tix+40(FP), R8
+	SHRQ $2, R8
+	MOVQ R8, nt+56(FP)
+	RET

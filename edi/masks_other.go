@@ -16,3 +16,7 @@ var useIndexAsm = false
 func indexAVX2(p *byte, nblk int, keep uint64, sep, term byte, base int32, idx *int32, tix *int32) (n, nt int) {
 	panic("indexAVX2 without useIndexAsm")
 }
+
+func indexPlainAVX2(p *byte, nblk int, keep uint64, sep, term, comp, rep byte, base int32, idx *int32, tix *int32) (n, nt int) {
+	panic("indexPlainAVX2 without useIndexAsm")
+}

@@ -583,8 +583,13 @@ func (r *Reader) index() bool {
 		rep = comp
 	}
 	keep := ^uint64(0) << uint(beg-blk) // the first block's bytes before beg are not ours
-	if useIndexAsm && !r.findPlain {
-		_, nt := indexAVX2(&buf[blk], (limit-blk)/64, keep, es, ts, int32(blk), &idx[0], &tix[0])
+	if useIndexAsm {
+		var nt int
+		if r.findPlain {
+			_, nt = indexPlainAVX2(&buf[blk], (limit-blk)/64, keep, es, ts, comp, rep, int32(blk), &idx[0], &tix[0])
+		} else {
+			_, nt = indexAVX2(&buf[blk], (limit-blk)/64, keep, es, ts, int32(blk), &idx[0], &tix[0])
+		}
 		r.tix = tix[:nt]
 		r.ixNext = beg
 		return nt > 0
