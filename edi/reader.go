@@ -547,9 +547,7 @@ const indexChunk = 16 << 10
 func (r *Reader) index() bool {
 	beg := r.beg
 	blk := beg &^ 63
-	// An indexed segment lies in beg..limit-1: it is not longer than
-	// MaxSegment.
-	limit := min(r.end, blk+indexChunk, beg+r.MaxSegment+1)
+	limit := min(r.end, blk+indexChunk)
 	r.tix = r.tix[:0]
 	r.ti = 0
 	if blk+64 > limit {
@@ -590,9 +588,7 @@ func (r *Reader) index() bool {
 		} else {
 			_, nt = indexAVX2(&buf[blk], (limit-blk)/64, keep, es, ts, int32(blk), &idx[0], &tix[0])
 		}
-		r.tix = tix[:nt]
-		r.ixNext = beg
-		return nt > 0
+		return r.indexed(beg, tix[:nt])
 	}
 	n, nt := 0, 0
 	var carry uint64 // findPlain: odd bytes since the last terminator
@@ -683,9 +679,27 @@ func (r *Reader) index() bool {
 		}
 		n += cnt
 	}
-	r.tix = tix[:nt]
+	return r.indexed(beg, tix[:nt])
+}
+
+// indexed ends index: the index from beg holds the terminators tix. With
+// a MaxSegment shorter than an index, it ends before the first segment
+// longer than that (Next does not check), which the slow path reports.
+func (r *Reader) indexed(beg int, tix []int32) bool {
+	if r.MaxSegment < indexChunk {
+		start := beg
+		for j, t := range tix {
+			e := int(r.idx[t>>1])
+			if e-start > r.MaxSegment {
+				tix = tix[:j]
+				break
+			}
+			start = e + 1
+		}
+	}
+	r.tix = tix
 	r.ixNext = beg
-	return nt > 0
+	return len(tix) > 0
 }
 
 // resync puts the index in step with r.beg when the reader moved past the

@@ -146,6 +146,25 @@ func TestReaderMaxSegment(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "longer than 1000") {
 		t.Fatalf("err = %v", err)
 	}
+	// In the middle of an index: exactly MaxSegment bytes pass, one more
+	// does not.
+	in = isa401 + "GS*PO*A*B*20240101*1200*1*X*004010~" + strings.Repeat("N1*X~", 20) +
+		"AA*" + strings.Repeat("B", 997) + "~" + strings.Repeat("N1*X~", 20) + "CC*" + strings.Repeat("B", 998) + "~" + strings.Repeat("N1*X~", 40)
+	rd = NewReader(strings.NewReader(in))
+	rd.MaxSegment = 1000
+	n := 0
+	for {
+		seg, err := rd.Next()
+		if err != nil {
+			if n != 43 || !strings.Contains(err.Error(), "longer than 1000") {
+				t.Fatalf("after %d segments: err = %v", n, err)
+			}
+			break
+		}
+		if n++; seg.TagString() == "AA" && len(seg.Raw()) != 1000 {
+			t.Fatalf("AA: %d bytes", len(seg.Raw()))
+		}
+	}
 }
 
 // One byte at a time exercises every buffer boundary.
