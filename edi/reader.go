@@ -95,7 +95,12 @@ func (s *Segment) Tag() []byte { return s.data[s.start:s.ends[0]] }
 func (s *Segment) TagString() string { return string(s.Tag()) }
 
 // Raw is the segment's bytes without the terminator.
-func (s *Segment) Raw() []byte { return s.data[s.start:s.ends[len(s.ends)-1]] }
+func (s *Segment) Raw() []byte {
+	if len(s.ends) == 0 {
+		return nil // the zero Segment
+	}
+	return s.data[s.start:s.ends[len(s.ends)-1]]
+}
 
 // Delimiters are the ones in force for this segment.
 func (s *Segment) Delimiters() Delimiters { return s.delim }
