@@ -13,6 +13,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/edigw/edigw/gateway/erp"
+	"github.com/edigw/edigw/gateway/ops"
 	"github.com/edigw/edigw/partners"
 )
 
@@ -107,6 +108,10 @@ type Config struct {
 		Lease     time.Duration `yaml:"lease"`     // default 2m
 		Poll      time.Duration `yaml:"poll"`      // idle poll interval, default 200ms
 		AckCheck  time.Duration `yaml:"ack_check"` // how often overdue acks of our 850s are looked for, default 30s
+		// A node whose heartbeat is this old is taken for dead: its leases
+		// end at once instead of after workers.lease. Nodes heartbeat four
+		// times per node_timeout. Default 20s (the console's "alive").
+		NodeTimeout time.Duration `yaml:"node_timeout"`
 	} `yaml:"workers"`
 }
 
@@ -185,6 +190,9 @@ func (c *Config) defaults() {
 	}
 	if c.Workers.AckCheck <= 0 {
 		c.Workers.AckCheck = 30 * time.Second
+	}
+	if c.Workers.NodeTimeout <= 0 {
+		c.Workers.NodeTimeout = ops.NodeAlive
 	}
 	if c.Workers.Poll <= 0 {
 		c.Workers.Poll = 200 * time.Millisecond

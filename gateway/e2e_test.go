@@ -186,7 +186,7 @@ erp:
   ack_status_endpoint: functional-acks
   endpoints:
 %s
-workers: {files: 2, documents: 4, poll: 50ms, lease: 20s, ack_check: 300ms}
+workers: {files: 2, documents: 4, poll: 50ms, lease: 2m, node_timeout: 2s, ack_check: 300ms}
 schedules: {lease: 3s}
 %s`, filepath.Join(e.dir, "data"), parts, e.sftpPort, e.httpPort, s3endpoint, eps.String(), extraYAML)
 	os.WriteFile(e.config, []byte(cfg), 0o644)
@@ -479,8 +479,10 @@ func TestKillMidBatch(t *testing.T) {
 		t.Errorf("%d replays after one kill; at most the 4 in-flight deliveries may be replayed", replays)
 	}
 	t.Logf("%d documents, %d replayed after the kill", n, replays)
-	// Nothing is stuck: every document reaches done (a stage interrupted by
-	// the kill runs again after its lease, 20 s here).
+	// Nothing is stuck: every document reaches done. A stage interrupted by
+	// the kill runs again once the restarted gateway (a new node) finds the
+	// killed one silent for workers.node_timeout (2 s here), well before its
+	// 2-minute leases would have run out.
 	var out []byte
 	for deadline := time.Now().Add(45 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 		out, _ = exec.Command(edigwBin, "spool", "ls", "docs", "--config", e.config, "--limit", "100").CombinedOutput()

@@ -275,24 +275,72 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 // heartbeat tells the other nodes (and the console) this one is alive,
-// every 5 s.
+// four times per workers.node_timeout (every 5 s by default), and ends the
+// leases of nodes that fell silent (see expireSilent).
 func (g *Gateway) heartbeat(ctx context.Context) {
 	version := "dev"
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		version = bi.Main.Version
 	}
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(g.cfg.Workers.NodeTimeout / 4)
 	defer t.Stop()
+	handled := map[string]bool{}
 	for {
 		n := spool.Node{ID: g.id, Addr: g.cfg.HTTP.Listen, Version: version, StartedAt: g.started, InFlight: int(g.inFlight.Load())}
 		if err := g.store.Heartbeat(ctx, n); err != nil && ctx.Err() == nil {
 			g.log.Warn("heartbeat", "err", err)
 		}
+		g.expireSilent(ctx, handled)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// expireSilent ends the leases of nodes not heard from for
+// workers.node_timeout, so their work is taken over now rather than when
+// each lease runs out: a gateway restarted after a crash is a new node
+// (host:pid), and the stages its predecessor was running would otherwise
+// wait out workers.lease (2 minutes by default). The update scans the
+// leased rows, so it runs once per silent node (handled), and only for
+// nodes that went silent within the last lease (older leases have run out).
+func (g *Gateway) expireSilent(ctx context.Context, handled map[string]bool) {
+	timeout, lease := g.cfg.Workers.NodeTimeout, g.cfg.Workers.Lease
+	if lease <= timeout {
+		return
+	}
+	now := time.Now()
+	nodes, err := g.store.ListNodes(ctx, now.Add(-lease-timeout))
+	if err != nil {
+		if ctx.Err() == nil {
+			g.log.Warn("list nodes", "err", err)
+		}
+		return
+	}
+	var silent []string
+	for _, n := range nodes {
+		if n.ID != g.id && now.Sub(n.SeenAt) > timeout && !handled[n.ID] {
+			silent = append(silent, n.ID)
+		}
+	}
+	if len(silent) == 0 {
+		return
+	}
+	k, err := g.store.ExpireSilentLeases(ctx, now.Add(-timeout))
+	if err != nil {
+		if ctx.Err() == nil {
+			g.log.Warn("end leases of silent nodes", "nodes", silent, "err", err)
+		}
+		return
+	}
+	for _, id := range silent {
+		handled[id] = true
+	}
+	if k > 0 {
+		g.log.Warn("leases of silent nodes ended; their work is taken over", "nodes", silent, "leases", k)
+		g.wakeWorkers()
 	}
 }
 

@@ -13,6 +13,15 @@ type Nodes interface {
 	Heartbeat(ctx context.Context, n Node) error
 	// ListNodes returns the nodes seen since the given time, by ID.
 	ListNodes(ctx context.Context, since time.Time) ([]Node, error)
+	// ExpireSilentLeases ends now the leases that nodes last seen before
+	// silentBefore hold on files and documents, so that any node's next
+	// claim takes that work over (recording a reclaim) instead of waiting
+	// for each lease to run out. A restarted gateway gets a new node ID
+	// (host:pid), so without this the work its predecessor held waited out
+	// the whole lease (2 minutes by default). Leases of owners that are not
+	// nodes (the command line) are left alone. It returns how many leases
+	// it ended.
+	ExpireSilentLeases(ctx context.Context, silentBefore time.Time) (int, error)
 }
 
 // Node is one gateway process.

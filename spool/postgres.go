@@ -1381,6 +1381,21 @@ func (p *Postgres) Heartbeat(ctx context.Context, n Node) error {
 	return nil
 }
 
+// ExpireSilentLeases implements [Nodes].
+func (p *Postgres) ExpireSilentLeases(ctx context.Context, silentBefore time.Time) (int, error) {
+	now := p.now()
+	var n int64
+	for _, tbl := range []string{"files", "documents"} {
+		tag, err := p.pool.Exec(ctx, "UPDATE "+tbl+" SET lease_until = $1, updated_at = $1 WHERE lease_owner <> '' AND lease_until > $1"+
+			" AND lease_owner IN (SELECT id FROM nodes WHERE seen_at < $2)", now, norm(silentBefore))
+		if err != nil {
+			return 0, fmt.Errorf("spool: expire leases of silent nodes: %w", err)
+		}
+		n += tag.RowsAffected()
+	}
+	return int(n), nil
+}
+
 // ListNodes implements [Nodes].
 func (p *Postgres) ListNodes(ctx context.Context, since time.Time) ([]Node, error) {
 	nodes, err := pgList(ctx, p, "SELECT id, addr, version, started_at, seen_at, in_flight FROM nodes WHERE seen_at >= $1 ORDER BY id",

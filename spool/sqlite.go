@@ -1873,6 +1873,31 @@ func (s *SQLite) Heartbeat(ctx context.Context, n Node) error {
 	})
 }
 
+// ExpireSilentLeases implements [Nodes].
+func (s *SQLite) ExpireSilentLeases(ctx context.Context, silentBefore time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *wtx, now time.Time) error {
+		n = 0
+		for _, tbl := range []string{"files", "documents"} {
+			res, err := tx.ExecContext(ctx, "UPDATE "+tbl+" SET lease_until = ?, updated_at = ? WHERE lease_owner <> '' AND lease_until > ?"+
+				" AND lease_owner IN (SELECT id FROM nodes WHERE seen_at < ?)", micros(now), micros(now), micros(now), micros(silentBefore))
+			if err != nil {
+				return err
+			}
+			k, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += k
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("spool: expire leases of silent nodes: %w", err)
+	}
+	return int(n), nil
+}
+
 // ListNodes implements [Nodes].
 func (s *SQLite) ListNodes(ctx context.Context, since time.Time) ([]Node, error) {
 	return list(ctx, s.r, "SELECT id, addr, version, started_at, seen_at, in_flight FROM nodes WHERE seen_at >= ? ORDER BY id",

@@ -105,6 +105,62 @@ func testNodes(t *testing.T, h harness) {
 	}
 }
 
+// The leases of a node that stopped heartbeating end at once, so the work
+// it held is claimed (a reclaim) without waiting out the lease; a live
+// node's leases and those of owners that are not nodes are kept.
+func testSilentNodesLeases(t *testing.T, h harness) {
+	s := h.store(t)
+	ctx := t.Context()
+	heartbeat := func(id string) {
+		t.Helper()
+		if err := s.Heartbeat(ctx, spool.Node{ID: id, Addr: ":8080", Version: "v1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leased := func(owner string) spool.ID {
+		t.Helper()
+		f, err := s.AddFile(ctx, spool.NewFile{Partner: "acme", Channel: "sftp", Blob: ref(unique()), Lease: spool.Lease{Owner: owner, For: time.Hour}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.ID
+	}
+	heartbeat("dead:1")
+	heartbeat("live:2")
+	deadFile, liveFile, cliFile := leased("dead:1"), leased("live:2"), leased("cli:3")
+	_, docs, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: deadFile, Control: "000000300", Documents: []spool.NewDocument{
+		{Seq: 0, Type: "850", State: spool.StateMapped, Mapped: ref("{}"), Lease: spool.Lease{Owner: "dead:1", For: time.Hour}},
+	}})
+	if err != nil || len(docs) != 1 {
+		t.Fatalf("add interchange: %v %v", docs, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	silentBefore := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	heartbeat("live:2")
+
+	n, err := s.ExpireSilentLeases(ctx, silentBefore)
+	if err != nil || n != 2 {
+		t.Fatalf("ExpireSilentLeases: %d %v, want the dead node's file and document", n, err)
+	}
+	items, err := s.Claim(ctx, spool.KindFile, []spool.State{spool.StateReceived}, "other:4", time.Minute, 10)
+	if err != nil || len(items) != 1 || items[0].ID() != deadFile {
+		t.Fatalf("claim: %v %v, want only %s (live %s and cli %s keep their leases)", claimIDs(items), err, deadFile, liveFile, cliFile)
+	}
+	if kinds := eventKinds(t, s, deadFile); kinds[len(kinds)-1] != spool.EventReclaim {
+		t.Errorf("file events %v, want a reclaim last", kinds)
+	}
+	items, err = s.Claim(ctx, spool.KindDocument, []spool.State{spool.StateMapped}, "other:4", time.Minute, 10)
+	if err != nil || len(items) != 1 || items[0].ID() != docs[0].ID {
+		t.Fatalf("claim of documents: %v %v", claimIDs(items), err)
+	}
+	// Expiring again finds nothing: the leases taken over belong to a node
+	// that has not been seen at all (other:4), so they are not a silent node's.
+	if n, err := s.ExpireSilentLeases(ctx, silentBefore); err != nil || n != 0 {
+		t.Errorf("again: %d %v, want 0", n, err)
+	}
+}
+
 // A scheduled tick runs once: a second BeginRun for the same tick, after
 // the first finished, is refused; other ticks and manual runs are not.
 func testPollTicks(t *testing.T, h harness) {

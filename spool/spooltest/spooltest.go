@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) spool.Store) {
 		{"Audit", testAudit},
 		{"Depth", testDepth},
 		{"Nodes", testNodes},
+		{"SilentNodesLeases", testSilentNodesLeases},
 		{"PollTicks", testPollTicks},
 		{"ListDocuments", testListDocuments},
 		{"PollRuns", testPollRuns},
