@@ -32,7 +32,7 @@ import (
 type Gateway struct {
 	cfg     *Config
 	log     *slog.Logger
-	id      string // worker identity in leases and events: host:pid
+	id      string // worker identity in leases and events: host:pid-rand (nodeID)
 	store   spool.Store
 	blobs   spool.Blobs
 	outbox  *outbox.Dir
@@ -302,7 +302,7 @@ func (g *Gateway) heartbeat(ctx context.Context) {
 // expireSilent ends the leases of nodes not heard from for
 // workers.node_timeout, so their work is taken over now rather than when
 // each lease runs out: a gateway restarted after a crash is a new node
-// (host:pid), and the stages its predecessor was running would otherwise
+// (nodeID), and the stages its predecessor was running would otherwise
 // wait out workers.lease (2 minutes by default). The update scans the
 // leased rows, so it runs once per silent node (handled), and only for
 // nodes that went silent within the last lease (older leases have run out).

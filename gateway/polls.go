@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -181,13 +182,22 @@ func partnersDigest(dir string) string {
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
+// nodeID is this process's identity in leases and events: host:pid and a
+// random suffix, because in a container every start is PID 1 on the same
+// host name, and a restarted gateway must not pass for its predecessor (the
+// predecessor's leases would neither be claimable nor be ended as a silent
+// node's, see expireSilent).
+func nodeID() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d-%04x", host, os.Getpid(), rand.Uint32()&0xffff)
+}
+
 // OpenPolls opens what a one-off poll run needs, without listeners or
 // workers (the CLI's `schedules run-now`): the partner profiles, the spool
 // and its blobs. A running gateway's workers pick up what it spools. Close
 // the store when done.
 func OpenPolls(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
-	host, _ := os.Hostname()
-	g := &Gateway{cfg: cfg, log: log, id: fmt.Sprintf("%s:%d", host, os.Getpid()), wake: make(chan struct{}, 1), started: time.Now()}
+	g := &Gateway{cfg: cfg, log: log, id: nodeID(), wake: make(chan struct{}, 1), started: time.Now()}
 	set, err := partners.LoadDir(cfg.Partners)
 	if err != nil {
 		return nil, fmt.Errorf("partners %s: %w", cfg.Partners, err)

@@ -17,16 +17,16 @@ type Nodes interface {
 	// silentBefore hold on files and documents, so that any node's next
 	// claim takes that work over (recording a reclaim) instead of waiting
 	// for each lease to run out. A restarted gateway gets a new node ID
-	// (host:pid), so without this the work its predecessor held waited out
-	// the whole lease (2 minutes by default). Leases of owners that are not
-	// nodes (the command line) are left alone. It returns how many leases
-	// it ended.
+	// (host:pid and a random suffix), so without this the work its
+	// predecessor held waited out the whole lease (2 minutes by default).
+	// Leases of owners that are not nodes (the command line) are left
+	// alone. It returns how many leases it ended.
 	ExpireSilentLeases(ctx context.Context, silentBefore time.Time) (int, error)
 }
 
 // Node is one gateway process.
 type Node struct {
-	ID        string // host:pid, as in leases
+	ID        string // host:pid-xxxx (random per start), as in leases
 	Addr      string // its HTTP address, as configured
 	Version   string
 	StartedAt time.Time
