@@ -2,9 +2,17 @@ package edi
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
+	"testing/iotest"
+
+	"github.com/edigw/edigw/internal/x12gen"
 )
 
 // The block masks agree with a byte loop on random bytes, with delimiters
@@ -123,6 +131,76 @@ func testIndex(t *testing.T) {
 				if rng.IntN(10) == 0 {
 					r.beg += rng.IntN(3)
 				}
+			}
+		}
+	}
+}
+
+// The reader gives the same segments (bytes, elements, plain, position)
+// with the assembly index and with the Go loop, on the test files and on
+// generated ones with other delimiters and line breaks, read whole and in
+// short reads.
+func TestReaderSameWithoutIndexAsm(t *testing.T) {
+	inputs := map[string][]byte{}
+	for _, dir := range []string{"testdata/valid", "testdata/defects", "testdata/public"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.edi"))
+		for _, name := range files {
+			data, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inputs[name] = data
+		}
+	}
+	for i, cfg := range []func(*x12gen.Config){
+		func(c *x12gen.Config) {},
+		func(c *x12gen.Config) { c.EOL = "\r\n" },
+		func(c *x12gen.Config) { c.Elem, c.Seg, c.TxTypes = '|', '\n', []string{"856"} },
+	} {
+		c := x12gen.Default()
+		c.Size = 200_000
+		cfg(&c)
+		var buf bytes.Buffer
+		if _, err := x12gen.Write(&buf, c); err != nil {
+			t.Fatal(err)
+		}
+		inputs[fmt.Sprint("generated ", i)] = buf.Bytes()
+	}
+	type seg struct {
+		raw   string
+		elems []string
+		plain bool
+		pos   Position
+	}
+	read := func(in io.Reader) ([]seg, error) {
+		rd := NewReader(in)
+		rd.findPlain = true
+		var segs []seg
+		for {
+			s, err := rd.Next()
+			if err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				return segs, err
+			}
+			x := seg{raw: string(s.Raw()), plain: s.plain, pos: s.Pos}
+			for e := 0; e <= s.Len(); e++ {
+				x.elems = append(x.elems, string(s.Element(e)))
+			}
+			segs = append(segs, x)
+		}
+	}
+	asm := useIndexAsm
+	defer func() { useIndexAsm = asm }()
+	for name, data := range inputs {
+		useIndexAsm = asm
+		want, wantErr := read(bytes.NewReader(data))
+		useIndexAsm = false
+		for _, in := range []io.Reader{bytes.NewReader(data), iotest.HalfReader(bytes.NewReader(data))} {
+			got, err := read(in)
+			if fmt.Sprint(err) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s: the Go index gives %d segments (%v), the assembly %d (%v)", name, len(got), err, len(want), wantErr)
 			}
 		}
 	}
