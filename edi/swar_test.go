@@ -34,7 +34,7 @@ func TestSWARScansMatchByteLoops(t *testing.T) {
 			t.Fatalf("splitElements(%q) = %v, want %v", raw, ends[:n+1], want)
 		}
 		// plainSegment against a byte loop, with and without a repetition separator
-		for _, dd := range []Delimiters{d, {Element: '*', Component: ':', Segment: '~'}} {
+		for _, dd := range []Delimiters{d, {Element: '*', Component: ':', Segment: '~'}, {Element: '*', Component: 'A', Repetition: 'B', Segment: '~'}} {
 			plain := true
 			for _, c := range raw {
 				if c == dd.Component || (dd.Repetition != 0 && c == dd.Repetition) || c < 0x20 || c > 0x7e {
@@ -45,7 +45,7 @@ func TestSWARScansMatchByteLoops(t *testing.T) {
 				t.Fatalf("plainSegment(%q, rep %q) = %v, want %v", raw, dd.Repetition, got, plain)
 			}
 			// and with bad bytes behind the segment in its buffer
-			behind := append(slices.Clone(raw), ":^\x00\xff~~~~"...)[:len(raw)]
+			behind := append(slices.Clone(raw), ":^\x00\xffAB~~"...)[:len(raw)]
 			if got := plainSegment(behind, dd); got != plain {
 				t.Fatalf("plainSegment(%q + buffer, rep %q) = %v, want %v", raw, dd.Repetition, got, plain)
 			}

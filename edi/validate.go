@@ -608,26 +608,30 @@ func plainSegment(raw []byte, d Delimiters) bool {
 		pr = pc
 	}
 	const hi = 0x8080808080808080
-	clean := func(w uint64) bool {
+	// odd has the high bit of the lanes that may hold an odd byte: exact
+	// for the first one (the borrows of the range tests only reach
+	// lanes above a true hit).
+	odd := func(w uint64) uint64 {
 		xc, xr := w^pc, w^pr
 		zc := ^((xc&swar7F + swar7F) | xc | swar7F)
 		zr := ^((xr&swar7F + swar7F) | xr | swar7F)
 		low := (w - 0x20*swarOnes) &^ w & hi // some byte < 0x20
 		high := (w + swarOnes | w) & hi      // some byte > 0x7E
-		return zc|zr|low|high == 0
+		return zc | zr | low | high
 	}
 	i := 0
 	for ; i+8 <= len(raw); i += 8 {
-		if !clean(binary.LittleEndian.Uint64(raw[i:])) {
+		if odd(binary.LittleEndian.Uint64(raw[i:])) != 0 {
 			return false
 		}
 	}
 	if rest := len(raw) - i; rest > 0 && i+8 <= cap(raw) {
 		// The last bytes are read as a whole word from the buffer behind
-		// raw, the lanes past the end replaced by a harmless 'A'.
-		keep := uint64(1)<<(8*rest) - 1
+		// raw; the lanes past the end are not looked at (replacing them by
+		// a harmless byte failed when that byte was the component
+		// separator).
 		w := binary.LittleEndian.Uint64(raw[i : i+8 : i+8])
-		return clean(w&keep | 'A'*swarOnes&^keep)
+		return odd(w)&(uint64(1)<<(8*rest)-1) == 0
 	}
 	for ; i < len(raw); i++ {
 		c := raw[i]
