@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver (pure Go)
@@ -40,13 +41,22 @@ type SQLite struct {
 	writerDone chan struct{}
 	// Committed batches wait here for the fsync of the WAL that makes them
 	// durable (see writer).
-	synced    chan []*writeReq
-	syncDone  chan struct{}
-	walPath   string
-	wal       *os.File // the syncer's
-	closeOnce sync.Once
-	stmts     map[string]*sql.Stmt // prepared on the writer connection; only the writer goroutine uses them
-	wanted    map[string]bool      // queries to prepare after the current batch
+	synced   chan []*writeReq
+	syncDone chan struct{}
+	// syncBusy is set while the syncer fsyncs; syncIdle gets a token when
+	// it stops (see writer).
+	syncBusy atomic.Bool
+	syncIdle chan struct{}
+	// beforeSync, when set (tests), runs before each fsync of the WAL.
+	beforeSync func()
+	// commits and committedWrites count group commits and the writes they
+	// carried.
+	commits, committedWrites atomic.Int64
+	walPath                  string
+	wal                      *os.File // the syncer's
+	closeOnce                sync.Once
+	stmts                    map[string]*sql.Stmt // prepared on the writer connection; only the writer goroutine uses them
+	wanted                   map[string]bool      // queries to prepare after the current batch
 }
 
 // wtx is a write transaction whose statements are prepared once on the
@@ -181,7 +191,7 @@ func OpenSQLite(ctx context.Context, path string, o *SQLiteOptions) (*SQLite, er
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	s := &SQLite{w: w, clock: opt.Clock, writes: make(chan *writeReq, maxBatch), writerDone: make(chan struct{}),
-		synced: make(chan []*writeReq, 64), syncDone: make(chan struct{}), walPath: path + "-wal"}
+		synced: make(chan []*writeReq, 64), syncDone: make(chan struct{}), syncIdle: make(chan struct{}, 1), walPath: path + "-wal"}
 	go s.writer()
 	go s.syncer()
 	if err := s.checkPragmas(ctx); err != nil {
@@ -437,24 +447,50 @@ func (s *SQLite) write(ctx context.Context, fn func(tx *wtx, now time.Time) erro
 // Other connections may read a commit a moment before it is durable, which
 // is harmless: whatever they do about it is a later write, answered only
 // after a later fsync, which covers this commit too.
+//
+// While the syncer is still fsyncing, the writer keeps its transaction open
+// and adds the writes that arrive meanwhile, committing when the syncer is
+// done (or the batch is full): those writes would wait for that fsync to end
+// anyway, and a commit costs a transaction's worth of WAL frames whatever
+// it carries. In bench e2e (1000 files, 16 connections) batches grew from
+// 1.9-2.0 writes to 4.2-4.6, and the WAL writes (pwrite calls) fell from
+// about 92,000 to 53,000.
 func (s *SQLite) writer() {
 	defer close(s.writerDone)
-	batch := make([]*writeReq, 0, maxBatch)
 	for first := range s.writes {
-		batch = append(batch[:0], first)
+		b := s.beginBatch()
+		b.run(first)
 	gather:
-		for len(batch) < maxBatch {
+		for len(b.reqs) < maxBatch {
 			select {
 			case r, ok := <-s.writes:
 				if !ok {
 					break gather
 				}
-				batch = append(batch, r)
+				b.run(r)
+				continue
 			default:
+			}
+			if !s.syncBusy.Load() {
+				break
+			}
+			select {
+			case r, ok := <-s.writes:
+				if !ok {
+					break gather
+				}
+				b.run(r)
+			case <-s.syncIdle:
+				if s.syncBusy.Load() {
+					continue // a token left from an earlier round
+				}
 				break gather
 			}
 		}
-		if committed := s.runBatch(batch); len(committed) > 0 {
+		committed := b.commit()
+		if len(committed) > 0 {
+			s.commits.Add(1)
+			s.committedWrites.Add(int64(len(committed)))
 			s.synced <- committed
 		}
 		if len(s.wanted) > 0 {
@@ -468,6 +504,7 @@ func (s *SQLite) writer() {
 func (s *SQLite) syncer() {
 	defer close(s.syncDone)
 	for first := range s.synced {
+		s.syncBusy.Store(true)
 		batches := [][]*writeReq{first}
 	gather:
 		for {
@@ -481,6 +518,9 @@ func (s *SQLite) syncer() {
 				break gather
 			}
 		}
+		if s.beforeSync != nil {
+			s.beforeSync()
+		}
 		err := s.syncWAL()
 		if err != nil {
 			err = fmt.Errorf("spool: committed but not made durable: fsync of the WAL: %w", err)
@@ -489,6 +529,11 @@ func (s *SQLite) syncer() {
 			for _, r := range b {
 				r.done <- err
 			}
+		}
+		s.syncBusy.Store(false)
+		select {
+		case s.syncIdle <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -514,65 +559,96 @@ func (s *SQLite) syncWAL() error {
 	return s.wal.Sync()
 }
 
-// runBatch runs a batch in one transaction and commits it. It answers the
-// callers whose writes failed (all of them when nothing was committed) and
-// returns the others, committed, for the syncer.
-func (s *SQLite) runBatch(batch []*writeReq) (committed []*writeReq) {
-	results := make([]error, len(batch))
-	defer func() {
-		for i, r := range batch {
-			if results[i] == nil && committed != nil {
-				continue
-			}
-			r.done <- results[i]
-		}
-	}()
+// WriterStats returns how many group commits the writer made and how many
+// writes they carried (bench e2e prints them).
+func (s *SQLite) WriterStats() (commits, writes int64) {
+	return s.commits.Load(), s.committedWrites.Load()
+}
+
+// batch is one group commit: writes run in one transaction, each in its
+// own savepoint, so one caller's failure does not undo the others'.
+type batch struct {
+	s       *SQLite
+	tx      *wtx
+	err     error // the transaction could not begin
+	reqs    []*writeReq
+	results []error
+	ok      int
+}
+
+func (s *SQLite) beginBatch() *batch {
+	b := &batch{s: s}
 	stx, err := s.w.BeginTx(context.Background(), nil)
 	if err != nil {
-		for i := range results {
-			results[i] = err
-		}
-		return nil
+		b.err = err
+		return b
 	}
-	tx := &wtx{Tx: stx, s: s}
-	ok := 0
-	for i, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			results[i] = err
-			continue
+	b.tx = &wtx{Tx: stx, s: s}
+	return b
+}
+
+// run runs r's function in a savepoint of the batch's transaction.
+func (b *batch) run(r *writeReq) {
+	b.reqs = append(b.reqs, r)
+	b.results = append(b.results, b.runOne(r))
+}
+
+func (b *batch) runOne(r *writeReq) error {
+	if b.err != nil {
+		return b.err
+	}
+	if err := r.ctx.Err(); err != nil {
+		return err
+	}
+	tx := b.tx
+	if _, err := tx.Exec("SAVEPOINT w"); err != nil {
+		return err
+	}
+	err := r.fn(tx, b.s.now())
+	if err != nil {
+		if _, rerr := tx.Exec("ROLLBACK TO w"); rerr != nil {
+			err = errors.Join(err, rerr)
 		}
-		if _, err := tx.Exec("SAVEPOINT w"); err != nil {
-			results[i] = err
-			continue
-		}
-		if err := r.fn(tx, s.now()); err != nil {
-			results[i] = err
-			if _, rerr := tx.Exec("ROLLBACK TO w"); rerr != nil {
-				results[i] = errors.Join(err, rerr)
+	}
+	if _, rerr := tx.Exec("RELEASE w"); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err == nil {
+		b.ok++
+	}
+	return err
+}
+
+// commit commits the batch. It answers the callers whose writes failed (all
+// of them when nothing was committed) and returns the others, committed,
+// for the syncer.
+func (b *batch) commit() (committed []*writeReq) {
+	defer func() {
+		for i, r := range b.reqs {
+			if b.results[i] == nil && committed != nil {
+				continue
 			}
-		} else {
-			ok++
+			r.done <- b.results[i]
 		}
-		if _, err := tx.Exec("RELEASE w"); err != nil && results[i] == nil {
-			results[i] = err
-			ok--
-		}
-	}
-	if ok == 0 {
-		tx.Rollback()
+	}()
+	if b.err != nil {
 		return nil
 	}
-	if err := tx.Commit(); err != nil {
-		for i := range results {
-			if results[i] == nil {
-				results[i] = err
+	if b.ok == 0 {
+		b.tx.Rollback()
+		return nil
+	}
+	if err := b.tx.Commit(); err != nil {
+		for i := range b.results {
+			if b.results[i] == nil {
+				b.results[i] = err
 			}
 		}
 		return nil
 	}
-	committed = make([]*writeReq, 0, ok)
-	for i, r := range batch {
-		if results[i] == nil {
+	committed = make([]*writeReq, 0, b.ok)
+	for i, r := range b.reqs {
+		if b.results[i] == nil {
 			committed = append(committed, r)
 		}
 	}

@@ -149,6 +149,7 @@ func benchE2E(ctx context.Context, out io.Writer, o e2eOptions) (e2eResult, erro
 	// The nodes share the spool, the payloads (one folder: same machine),
 	// the outbox, the archive and the host keys.
 	var addrs []string
+	var writers []writerStats
 	gctx, stop := context.WithCancel(ctx)
 	var running sync.WaitGroup
 	defer func() { stop(); running.Wait() }()
@@ -180,6 +181,9 @@ func benchE2E(ctx context.Context, out io.Writer, o e2eOptions) (e2eResult, erro
 		g, err := gateway.New(ctx, cfg, quiet.With("node", i))
 		if err != nil {
 			return res, err
+		}
+		if w, ok := g.Store().(writerStats); ok {
+			writers = append(writers, w)
 		}
 		running.Add(1)
 		go func() { defer running.Done(); g.Run(gctx) }()
@@ -286,7 +290,16 @@ func benchE2E(ctx context.Context, out io.Writer, o e2eOptions) (e2eResult, erro
 	fmt.Fprintf(out, "  uploads done in %.2fs; last ERP POST after %.2fs\n", uploaded.Seconds(), total.Seconds())
 	fmt.Fprintf(out, "  throughput: %.0f transaction sets/s, %.0f files/s (upload start to last POST)\n", res.rate, float64(n)/total.Seconds())
 	fmt.Fprintf(out, "  latency upload close → ERP POST of the file's last set: p50 %s, p99 %s, max %s\n", res.p50, res.p99, lat[len(lat)-1].Round(time.Millisecond))
+	for _, w := range writers {
+		commits, writes := w.WriterStats()
+		fmt.Fprintf(out, "  spool writer: %d writes in %d group commits (%.1f per commit, start-up included)\n", writes, commits, float64(writes)/float64(max(commits, 1)))
+	}
 	return res, nil
+}
+
+// writerStats is the SQLite spool's group-commit counters.
+type writerStats interface {
+	WriterStats() (commits, writes int64)
 }
 
 // dropSchema removes the benchmark's PostgreSQL schema.
