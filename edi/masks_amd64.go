@@ -1,5 +1,7 @@
 package edi
 
+import "golang.org/x/sys/cpu"
+
 // sepMasks64 returns, for the 64 bytes at p, the bits of the bytes equal to
 // sep and to term (bit k for p[k]). In masks_amd64.s.
 //
@@ -25,25 +27,7 @@ func indexAVX2(p *byte, nblk int, keep uint64, sep, term byte, base int32, idx *
 //go:noescape
 func indexPlainAVX2(p *byte, nblk int, keep uint64, sep, term, comp, rep byte, base int32, idx *int32, tix *int32) (n, nt int)
 
-func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
-func xgetbv() (eax, edx uint32)
-
 // useIndexAsm: the CPU has what indexAVX2 needs (a variable so that the
-// tests can compare it with the Go loop).
-var useIndexAsm = hasAVX2BMI()
-
-func hasAVX2BMI() bool {
-	if maxID, _, _, _ := cpuid(0, 0); maxID < 7 {
-		return false
-	}
-	const popcnt, osxsave, avx = 1 << 23, 1 << 27, 1 << 28
-	if _, _, ecx, _ := cpuid(1, 0); ecx&(popcnt|osxsave|avx) != popcnt|osxsave|avx {
-		return false
-	}
-	if eax, _ := xgetbv(); eax&6 != 6 { // the OS saves the XMM and YMM state
-		return false
-	}
-	const bmi1, avx2, bmi2 = 1 << 3, 1 << 5, 1 << 8
-	_, ebx, _, _ := cpuid(7, 0)
-	return ebx&(bmi1|avx2|bmi2) == bmi1|avx2|bmi2
-}
+// tests can compare it with the Go loop). x/sys/cpu also checks that the
+// OS saves the YMM registers.
+var useIndexAsm = cpu.X86.HasAVX2 && cpu.X86.HasBMI1 && cpu.X86.HasBMI2 && cpu.X86.HasPOPCNT
