@@ -132,6 +132,12 @@ func LoadConfig(path string) (*Config, error) {
 		c.ERP.AckStatusEndpoint = "functional-acks"
 	}
 	c.defaults()
+	if c.Workers.NodeTimeout < time.Second {
+		// Nodes heartbeat four times per node_timeout; shorter would be a
+		// spool write every few milliseconds, and a hiccup would end the
+		// leases of a live node.
+		return nil, fmt.Errorf("%s: workers.node_timeout is %s; it must be at least 1s", path, c.Workers.NodeTimeout)
+	}
 	return c, nil
 }
 

@@ -35,3 +35,16 @@ func TestConfigUnknownKey(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestConfigNodeTimeoutTooShort(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "g.yaml")
+	os.WriteFile(p, []byte("workers:\n  node_timeout: 200ms\n"), 0o644)
+	_, err := LoadConfig(p)
+	if err == nil || !strings.Contains(err.Error(), "workers.node_timeout is 200ms") {
+		t.Errorf("err = %v", err)
+	}
+	os.WriteFile(p, []byte("workers:\n  node_timeout: 2s\n"), 0o644)
+	if c, err := LoadConfig(p); err != nil || c.Workers.NodeTimeout != 2*time.Second {
+		t.Errorf("2s: %v %v", c, err)
+	}
+}
