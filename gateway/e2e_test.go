@@ -412,6 +412,53 @@ func TestEndToEnd(t *testing.T) {
 	if !strings.Contains(string(ls), "856-two-orders.x12") {
 		t.Errorf("duplicate not recorded:\n%s", ls)
 	}
+
+	// The same interchange in other bytes (same ISA13, another shipment
+	// number) is a duplicate interchange: no document, no 999, and no ack
+	// control number taken, so the next file's 999 follows the first three
+	// without a gap in our ISA13s.
+	last := 0
+	for _, a := range acks {
+		var n int
+		fmt.Sscanf(filepath.Base(a), "999_%d.x12", &n)
+		last = max(last, n)
+	}
+	body, _ := os.ReadFile(ex + "acme/testdata/856-two-orders.x12")
+	resent, next := filepath.Join(e.dir, "856-resent.x12"), filepath.Join(e.dir, "856-next.x12")
+	os.WriteFile(resent, bytes.Replace(body, []byte("*ASN-260305-0417*"), []byte("*ASN-260305-0418*"), 1), 0o644)
+	os.WriteFile(next, bytes.ReplaceAll(bytes.Replace(body, []byte("*ASN-260305-0417*"), []byte("*ASN-260305-0419*"), 1), []byte("000004718"), []byte("000004719")), 0o644)
+	if out, err := e.sftp("acme", "cd inbox\nput "+resent+"\n"); err != nil {
+		t.Fatalf("upload: %v\n%s", err, out)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		ls, _ := exec.Command(edigwBin, "spool", "ls", "--config", e.config, "--state", "done").CombinedOutput()
+		if strings.Contains(string(ls), "856-resent.x12") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the re-sent interchange's file is not done:\n%s\n%s", ls, tail(e.log(), 20))
+		}
+	}
+	docs := len(e.sink.Documents())
+	if out, err := e.sftp("acme", "cd inbox\nput "+next+"\n"); err != nil {
+		t.Fatalf("upload: %v\n%s", err, out)
+	}
+	e.waitDocs(docs+1, 20*time.Second)
+	if got := len(e.sink.Documents()); got != docs+1 {
+		t.Errorf("%d new documents at the ERP, want 1 (the re-sent interchange's set is not delivered)", got-docs)
+	}
+	dl2 := filepath.Join(e.dir, "dl2")
+	os.MkdirAll(dl2, 0o755)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, _ = e.sftp("acme", "lcd "+dl2+"\ncd outbox\nget *\n")
+		if got, _ := filepath.Glob(filepath.Join(dl2, "999_*.x12")); len(got) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	got, _ := filepath.Glob(filepath.Join(dl2, "999_*.x12"))
+	if want := filepath.Join(dl2, fmt.Sprintf("999_%09d.x12", last+1)); len(got) != 1 || got[0] != want {
+		t.Errorf("999s after the re-sent interchange and the next file: %v, want only %s (after %d)\n%s", got, filepath.Base(want), last, out)
+	}
 }
 
 func totalPosts(s *erpsink.Sink) int {

@@ -306,10 +306,24 @@ func rejection(ic *edi.Interchange, grp *edi.Group, s *edi.Set) string {
 // its documents and acknowledgement, in one write; then it writes the ack
 // to the partner's outbox. The documents go to run, to be handed to this
 // node's workers once archived.
+//
+// A re-sent interchange is found first, read-only: it gets no 997/999 (so
+// it takes no ack control number, and the partner sees no gap in our
+// ISA13s) and its sets are not stored as documents.
 func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *partners.Partner, f *spool.File, ic *edi.Interchange, seq int, sets []setResult, run *fileRun) error {
-	ack, err := g.makeAck(ctx, p, ic)
-	if err != nil {
-		return fmt.Errorf("interchange %s: ack: %w", ic.Control, err)
+	var dup spool.ID
+	if !ic.Rejected() {
+		var err error
+		if dup, err = g.store.DuplicateInterchange(ctx, f.ID, seq, ic.Control, p.Acks.DuplicateWindow); err != nil {
+			return fmt.Errorf("interchange %s: %w", ic.Control, err)
+		}
+	}
+	var ack spool.Ack
+	if dup == "" {
+		var err error
+		if ack, err = g.makeAck(ctx, p, ic); err != nil {
+			return fmt.Errorf("interchange %s: ack: %w", ic.Control, err)
+		}
 	}
 	ni := spool.NewInterchange{
 		FileID: f.ID, Seq: seq, Control: ic.Control, Sender: ic.SenderQualifier + ":" + ic.SenderID,
@@ -326,6 +340,9 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 		}
 	}
 	for i := range sets {
+		if dup != "" {
+			break // the interchange it duplicates has them
+		}
 		nd, err := g.newDocument(ctx, log, f, &sets[i])
 		if err != nil {
 			cancel()

@@ -457,13 +457,8 @@ func (p *Postgres) addInterchange(ctx context.Context, tx pgx.Tx, now time.Time,
 			return x, now, err
 		}
 		now = p.now()
-		q := "SELECT id FROM interchanges WHERE partner = $1 AND control = $2 AND state = 'parsed' AND received_at <= $3"
-		args := []any{partner, ni.Control, received}
-		if ni.DedupeWindow > 0 {
-			q += " AND received_at >= $4"
-			args = append(args, received.Add(-ni.DedupeWindow))
-		}
-		err := tx.QueryRow(ctx, q+" ORDER BY received_at, id LIMIT 1", args...).Scan(&dupOf)
+		q, args := pgDedupeQuery(partner, ni.Control, received, ni.DedupeWindow)
+		err := tx.QueryRow(ctx, q, args...).Scan(&dupOf)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return x, now, fmt.Errorf("dedupe: %w", err)
 		}
@@ -992,6 +987,41 @@ func (p *Postgres) GetFile(ctx context.Context, id ID) (File, error) {
 		return File{}, fmt.Errorf("spool: get file: %w", notFound(err, id))
 	}
 	return f, nil
+}
+
+// pgDedupeQuery finds the interchange of partner with control that one
+// received at received duplicates: the earliest parsed one, within window
+// before it.
+func pgDedupeQuery(partner, control string, received time.Time, window time.Duration) (string, []any) {
+	q := "SELECT id FROM interchanges WHERE partner = $1 AND control = $2 AND state = 'parsed' AND received_at <= $3"
+	args := []any{partner, control, received}
+	if window > 0 {
+		q += " AND received_at >= $4"
+		args = append(args, received.Add(-window))
+	}
+	return q + " ORDER BY received_at, id LIMIT 1", args
+}
+
+// DuplicateInterchange implements [Store].
+func (p *Postgres) DuplicateInterchange(ctx context.Context, fileID ID, seq int, control string, window time.Duration) (ID, error) {
+	var recorded bool
+	if err := p.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM interchanges WHERE file_id = $1 AND seq = $2)", fileID, seq).Scan(&recorded); err != nil {
+		return "", fmt.Errorf("spool: duplicate check: %w", err)
+	}
+	if recorded {
+		return "", nil
+	}
+	var partner string
+	var received time.Time
+	if err := p.pool.QueryRow(ctx, "SELECT partner, received_at FROM files WHERE id = $1", fileID).Scan(&partner, (*pgTime)(&received)); err != nil {
+		return "", fmt.Errorf("spool: duplicate check: %w", notFound(err, fileID))
+	}
+	q, args := pgDedupeQuery(partner, control, received, window)
+	var dup string
+	if err := p.pool.QueryRow(ctx, q, args...).Scan(&dup); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("spool: duplicate check: %w", err)
+	}
+	return ID(dup), nil
 }
 
 // GetInterchange implements [Reader].

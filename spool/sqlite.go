@@ -893,6 +893,41 @@ func (s *SQLite) AddInterchange(ctx context.Context, ni NewInterchange) (Interch
 	return x, docs, nil
 }
 
+// sqliteDedupeQuery finds the interchange of partner with control that one
+// received at received (micros) duplicates: the earliest parsed one, within
+// window before it.
+func sqliteDedupeQuery(partner, control string, received int64, window time.Duration) (string, []any) {
+	q := "SELECT id FROM interchanges WHERE partner = ? AND control = ? AND state = 'parsed' AND received_at <= ?"
+	args := []any{partner, control, received}
+	if window > 0 {
+		q += " AND received_at >= ?"
+		args = append(args, received-window.Microseconds())
+	}
+	return q + " ORDER BY received_at, id LIMIT 1", args
+}
+
+// DuplicateInterchange implements [Store], on a reader.
+func (s *SQLite) DuplicateInterchange(ctx context.Context, fileID ID, seq int, control string, window time.Duration) (ID, error) {
+	var recorded int
+	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM interchanges WHERE file_id = ? AND seq = ?", fileID, seq).Scan(&recorded); err != nil {
+		return "", fmt.Errorf("spool: duplicate check: %w", err)
+	}
+	if recorded > 0 {
+		return "", nil
+	}
+	var partner string
+	var received int64
+	if err := s.r.QueryRowContext(ctx, "SELECT partner, received_at FROM files WHERE id = ?", fileID).Scan(&partner, &received); err != nil {
+		return "", fmt.Errorf("spool: duplicate check: %w", notFound(err, fileID))
+	}
+	q, args := sqliteDedupeQuery(partner, control, received, window)
+	var dup string
+	if err := s.r.QueryRowContext(ctx, q, args...).Scan(&dup); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("spool: duplicate check: %w", err)
+	}
+	return ID(dup), nil
+}
+
 // addInterchange records the interchange, or returns the one recorded
 // before at its position; fresh reports which.
 func (s *SQLite) addInterchange(ctx context.Context, tx *wtx, now time.Time, ni NewInterchange) (x Interchange, fresh bool, err error) {
@@ -912,13 +947,8 @@ func (s *SQLite) addInterchange(ctx context.Context, tx *wtx, now time.Time, ni 
 	if ni.Rejected {
 		state = StateRejected
 	} else if !ni.NoDedupe {
-		q := "SELECT id FROM interchanges WHERE partner = ? AND control = ? AND state = 'parsed' AND received_at <= ?"
-		args := []any{partner, ni.Control, received}
-		if ni.DedupeWindow > 0 {
-			q += " AND received_at >= ?"
-			args = append(args, received-ni.DedupeWindow.Microseconds())
-		}
-		err := tx.QueryRowContext(ctx, q+" ORDER BY received_at, id LIMIT 1", args...).Scan(&dupOf)
+		q, args := sqliteDedupeQuery(partner, ni.Control, received, ni.DedupeWindow)
+		err := tx.QueryRowContext(ctx, q, args...).Scan(&dupOf)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return x, false, fmt.Errorf("dedupe: %w", err)
 		}

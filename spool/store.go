@@ -48,6 +48,17 @@ type Recorder interface {
 	// neither, and no documents are returned.
 	AddInterchange(ctx context.Context, ix NewInterchange) (Interchange, []Document, error)
 
+	// DuplicateInterchange answers, without writing, what AddInterchange
+	// would: the interchange that one with this control number at position
+	// seq of file fileID would duplicate (within window; 0 = at any time),
+	// or "" when it would not be a duplicate or that position is recorded
+	// already. Interchanges never change state, so a duplicate found here
+	// stays one; one not found may still turn out a duplicate of an
+	// interchange recorded meanwhile. The gateway asks before it takes an
+	// ack control number and maps the sets, so a re-sent interchange costs
+	// neither.
+	DuplicateInterchange(ctx context.Context, fileID ID, seq int, control string, window time.Duration) (ID, error)
+
 	// AddDocument records a document, idempotently per (FileID, Seq).
 	AddDocument(ctx context.Context, d NewDocument) (Document, error)
 

@@ -939,7 +939,34 @@ func testDuplicateInterchange(t *testing.T, h harness) {
 		t.Fatalf("original: %+v", orig)
 	}
 	b := fileAt("acme", now)
+	// DuplicateInterchange answers as AddInterchange will, without writing.
+	precheck := func(f spool.File, seq int, control string, window time.Duration) spool.ID {
+		t.Helper()
+		id, err := s.DuplicateInterchange(ctx, f.ID, seq, control, window)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	if got := precheck(b, 0, "000000101", 30*24*time.Hour); got != orig.ID {
+		t.Errorf("DuplicateInterchange within the window: %q, want %s", got, orig.ID)
+	}
+	if got := precheck(b, 0, "000000101", 7*24*time.Hour); got != "" {
+		t.Errorf("DuplicateInterchange outside a 7-day window: %q", got)
+	}
+	if got := precheck(b, 0, "000000102", 0); got != "" {
+		t.Errorf("DuplicateInterchange of a new ISA13: %q", got)
+	}
+	if got := precheck(a, 0, "000000101", 0); got != "" {
+		t.Errorf("DuplicateInterchange of the original's own position (a re-run): %q", got)
+	}
+	if _, err := s.DuplicateInterchange(ctx, "file_01M8GHHAB575W6FMJ37X2BEPY8", 0, "000000101", 0); !errors.Is(err, spool.ErrNotFound) {
+		t.Errorf("DuplicateInterchange of an unknown file: %v", err)
+	}
 	dup := addIx(b, 0, "000000101", 30*24*time.Hour, false)
+	if got := precheck(b, 0, "000000101", 30*24*time.Hour); got != "" {
+		t.Errorf("DuplicateInterchange of a recorded position: %q", got)
+	}
 	if dup.State != spool.StateDuplicate || dup.DuplicateOf != orig.ID {
 		t.Errorf("same ISA13 within window: %s of %q, want duplicate of %s", dup.State, dup.DuplicateOf, orig.ID)
 	}
