@@ -27,8 +27,9 @@ import (
 var sqliteMigrations embed.FS
 
 // SQLite is the single-node [Store]: one database file in WAL mode, its WAL
-// fsync'd before any write is answered (see writer), written through one connection and read through a
-// separate read-only pool (see the package documentation for why).
+// fsync'd before any write is answered (see writer), written through one
+// connection and read through a separate read-only pool (see the package
+// documentation for why).
 type SQLite struct {
 	w     *sql.DB
 	r     *readPool
@@ -49,14 +50,14 @@ type SQLite struct {
 	syncIdle chan struct{}
 	// beforeSync, when set (tests), runs before each fsync of the WAL.
 	beforeSync func()
-	// commits and committedWrites count group commits and the writes they
-	// carried.
+	walPath    string
+	wal        *os.File // the syncer's
+	closeOnce  sync.Once
+	stmts      map[string]*sql.Stmt // prepared on the writer connection; only the writer goroutine uses them
+	wanted     map[string]bool      // queries to prepare after the current batch
+
+	// Group commits and the writes they carried (WriterStats).
 	commits, committedWrites atomic.Int64
-	walPath                  string
-	wal                      *os.File // the syncer's
-	closeOnce                sync.Once
-	stmts                    map[string]*sql.Stmt // prepared on the writer connection; only the writer goroutine uses them
-	wanted                   map[string]bool      // queries to prepare after the current batch
 }
 
 // wtx is a write transaction whose statements are prepared once on the
