@@ -67,7 +67,11 @@
 //     which would break "accepted only when durable", so no caller is answered
 //     before an fsync of the WAL that covers its commit. That fsync runs beside
 //     the single writer (one for all batches committed meanwhile) instead of
-//     inside each commit, where it was some 40 % of the writer's time. One writer connection serialises writes in the process (no
+//     inside each commit, where it was some 40 % of the writer's time; while
+//     it runs, the writer gathers the writes arriving into one open
+//     transaction and commits them when it ends, since they would wait for
+//     it anyway. The savepoint sub-journal stays in memory (temp_store). One
+//     writer connection serialises writes in the process (no
 //     SQLITE_BUSY between our own writers, and BEGIN IMMEDIATE keeps another
 //     process, such as the CLI, from deadlocking a lock upgrade); a separate
 //     read-only pool serves the console and never blocks the writer under WAL.
