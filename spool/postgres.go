@@ -1417,7 +1417,7 @@ func (p *Postgres) ExpireSilentLeases(ctx context.Context, silentBefore time.Tim
 	var n int64
 	for _, tbl := range []string{"files", "documents"} {
 		tag, err := p.pool.Exec(ctx, "UPDATE "+tbl+" SET lease_until = $1, updated_at = $1 WHERE lease_owner <> '' AND lease_until > $1"+
-			" AND lease_owner IN (SELECT id FROM nodes WHERE seen_at < $2)", now, norm(silentBefore))
+			" AND state IN ("+openStatesSQL+") AND lease_owner IN (SELECT id FROM nodes WHERE seen_at < $2)", now, norm(silentBefore))
 		if err != nil {
 			return 0, fmt.Errorf("spool: expire leases of silent nodes: %w", err)
 		}

@@ -1987,7 +1987,7 @@ func (s *SQLite) ExpireSilentLeases(ctx context.Context, silentBefore time.Time)
 		n = 0
 		for _, tbl := range []string{"files", "documents"} {
 			res, err := tx.ExecContext(ctx, "UPDATE "+tbl+" SET lease_until = ?, updated_at = ? WHERE lease_owner <> '' AND lease_until > ?"+
-				" AND lease_owner IN (SELECT id FROM nodes WHERE seen_at < ?)", micros(now), micros(now), micros(now), micros(silentBefore))
+				" AND state IN ("+openStatesSQL+") AND lease_owner IN (SELECT id FROM nodes WHERE seen_at < ?)", micros(now), micros(now), micros(now), micros(silentBefore))
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package spool
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // State is where a file or document is in its life. See the package
@@ -54,6 +55,19 @@ func (s State) Valid() bool { return slices.Contains(allStates, s) }
 func (s State) Final() bool {
 	return s == StateDone || s == StateDuplicate || s == StateDead
 }
+
+// openStatesSQL is the SQL list of the states that are not final, quoted:
+// only items in them can hold a lease, and "state IN (...)" lets a query
+// use the (state, next_attempt_at) indexes instead of reading every row.
+var openStatesSQL = func() string {
+	var q []string
+	for _, st := range allStates {
+		if !st.Final() {
+			q = append(q, "'"+string(st)+"'")
+		}
+	}
+	return strings.Join(q, ", ")
+}()
 
 // InPipeline reports whether s is one of received … done.
 func (s State) InPipeline() bool { return s.rank() >= 0 }
