@@ -303,9 +303,10 @@ func (g *Gateway) heartbeat(ctx context.Context) {
 // workers.node_timeout, so their work is taken over now rather than when
 // each lease runs out: a gateway restarted after a crash is a new node
 // (nodeID), and the stages its predecessor was running would otherwise
-// wait out workers.lease (2 minutes by default). The update scans the
-// leased rows, so it runs once per silent node (handled), and only for
-// nodes that went silent within the last lease (older leases have run out).
+// wait out workers.lease (2 minutes by default). The update reads every
+// item still in the pipeline, so it runs once per silent node (handled),
+// and only for nodes that went silent within the last lease (older leases
+// have run out).
 func (g *Gateway) expireSilent(ctx context.Context, handled map[string]bool) {
 	timeout, lease := g.cfg.Workers.NodeTimeout, g.cfg.Workers.Lease
 	if lease <= timeout {
