@@ -263,3 +263,20 @@ func TestPartnerOverlay(t *testing.T) {
 	}})
 	mustContain(t, out.String(), "AK5*A~")
 }
+
+// A value echoed into an ack that must be masked is masked with a byte that
+// is not itself one of the ack's delimiters: here '?' is the component
+// separator and ISA13 is a non-printable byte (found by FuzzAck).
+func TestAckMaskAvoidsDelimiters(t *testing.T) {
+	var out bytes.Buffer
+	var err error
+	Process(strings.NewReader("ISA*************\xa5***?!"), Options{OnInterchange: func(ic *Interchange) {
+		_, err = WriteAck(&out, ic, AckOptions{Now: fixedNow, Control: func() (int64, error) { return 1, nil }})
+	}})
+	if err != nil {
+		t.Fatalf("WriteAck: %v", err)
+	}
+	if !strings.Contains(out.String(), "!TA1*_*") {
+		t.Errorf("TA101 not masked with '_':\n%q", out.String())
+	}
+}

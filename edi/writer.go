@@ -128,20 +128,31 @@ func (w *Writer) checkValue(what, v string, _ bool) {
 }
 
 // Safe returns v with every delimiter and non-printable byte replaced by
-// '?'. Acknowledgements echo values the partner sent; when those collide
-// with the ack's delimiters the ack must still be writable (and say so).
+// '?' (or, when '?' is itself a delimiter, the first of "_#XZ" that is not).
+// Acknowledgements echo values the partner sent; when those collide with
+// the ack's delimiters the ack must still be writable (and say so).
 func (w *Writer) Safe(v string) string {
+	bad := func(c byte) bool {
+		return c < 0x20 || c > 0x7e || c == w.d.Element || c == w.d.Segment || c == w.d.Component || (w.d.Repetition != 0 && c == w.d.Repetition)
+	}
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c < 0x20 || c > 0x7e || c == w.d.Element || c == w.d.Segment || c == w.d.Component || (w.d.Repetition != 0 && c == w.d.Repetition) {
-			b := []byte(v)
-			for j := i; j < len(b); j++ {
-				if c := b[j]; c < 0x20 || c > 0x7e || c == w.d.Element || c == w.d.Segment || c == w.d.Component || (w.d.Repetition != 0 && c == w.d.Repetition) {
-					b[j] = '?'
-				}
-			}
-			return string(b)
+		if !bad(v[i]) {
+			continue
 		}
+		sub := byte('?')
+		for _, c := range []byte("?_#XZ") { // four delimiters cannot rule out all five
+			if !bad(c) {
+				sub = c
+				break
+			}
+		}
+		b := []byte(v)
+		for j := i; j < len(b); j++ {
+			if bad(b[j]) {
+				b[j] = sub
+			}
+		}
+		return string(b)
 	}
 	return v
 }
