@@ -280,3 +280,21 @@ func TestAckMaskAvoidsDelimiters(t *testing.T) {
 		t.Errorf("TA101 not masked with '_':\n%q", out.String())
 	}
 }
+
+// A repetition separator above 0x7F is written as that one byte in ISA11,
+// not as its UTF-8 encoding (found by FuzzAck: the ack could not be written).
+// The segment terminator here is the newline, so the ISA line is 105 bytes.
+func TestAckHighRepetitionSeparator(t *testing.T) {
+	in := "ISA*00*0000000000*00*0000000000*ZZ*000000000000000*ZZ*000000000000000*000101*0000*\xf7*00700*000000102*0*T*!\nGS**00*00*00000101*0000**X*005\nIEA*1*102"
+	var out bytes.Buffer
+	var err error
+	Process(strings.NewReader(in), Options{OnInterchange: func(ic *Interchange) {
+		_, err = WriteAck(&out, ic, AckOptions{Now: fixedNow, Control: func() (int64, error) { return 1, nil }})
+	}})
+	if err != nil {
+		t.Fatalf("WriteAck: %v", err)
+	}
+	if isa, _, _ := strings.Cut(out.String(), "\n"); len(isa) != 105 || isa[82] != 0xf7 {
+		t.Errorf("ack ISA: %q, want 0xF7 as ISA11", isa)
+	}
+}

@@ -237,7 +237,7 @@ func (w *Writer) BeginInterchange(h ISAHeader) error {
 		if w.d.Repetition == 0 {
 			return fmt.Errorf("version %s needs a repetition separator", h.Version)
 		}
-		isa11 = string(w.d.Repetition)
+		isa11 = string([]byte{w.d.Repetition}) // one byte, not a rune: a separator may be above 0x7F
 	}
 	ack := "0"
 	if h.AckRequested {
