@@ -322,7 +322,10 @@ func (g *Gateway) expireSilent(ctx context.Context, handled map[string]bool) {
 	}
 	var silent []string
 	for _, n := range nodes {
-		if n.ID != g.id && now.Sub(n.SeenAt) > timeout && !handled[n.ID] {
+		switch {
+		case now.Sub(n.SeenAt) <= timeout:
+			delete(handled, n.ID) // heard from again: a later silence counts anew
+		case n.ID != g.id && !handled[n.ID]:
 			silent = append(silent, n.ID)
 		}
 	}
