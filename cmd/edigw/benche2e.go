@@ -45,7 +45,7 @@ SFTP ports). --compare runs 1 node on SQLite, 1 node on PostgreSQL and 3 nodes o
 PostgreSQL one after the other and prints them side by side.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tuneGC() // as edigw serve does
+			tuneRuntime() // as edigw serve does
 			if !compare {
 				_, err := benchE2E(cmd.Context(), cmd.OutOrStdout(), o)
 				return err

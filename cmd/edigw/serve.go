@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 
@@ -29,7 +30,7 @@ records the documents it receives (see gateway/config.go for every setting).
 SIGINT/SIGTERM stop it gracefully: running stages finish, leases are released.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tuneGC()
+			tuneRuntime()
 			cfg, err := gateway.LoadConfig(config)
 			if err != nil {
 				return &exitError{2, err}
@@ -50,14 +51,25 @@ SIGINT/SIGTERM stop it gracefully: running stages finish, leases are released.`,
 	return c
 }
 
-// tuneGC has the garbage collector run at 4× the live heap instead of 2×
-// unless GOGC is set: a gateway's live heap is small (tens of MB: the
-// parser's memory is bounded by its largest transaction set) and its work
-// allocates a lot, so this costs ~100 MB and saves ~10 % of the CPU in
-// bench e2e.
-func tuneGC() {
+// tuneRuntime sets the runtime for a gateway, unless the environment does.
+//
+// GOGC=400: a gateway's live heap is small (tens of MB: the parser's memory
+// is bounded by its largest transaction set) and its work allocates a lot,
+// so this costs ~100 MB and saves ~10 % of the CPU in bench e2e.
+//
+// GOMAXPROCS at 4× its default (the CPUs, or a container's CPU limit): the
+// gateway's goroutines spend much of their time in blocking file system
+// calls (an fsync takes milliseconds), and a goroutine in a system call
+// keeps its P until the runtime's monitor hands it over; with one P per
+// CPU, goroutines ready to run (an SFTP reply, a finished commit) waited
+// behind those. In bench e2e on 2 CPUs, 8 Ps cut the upload round trip
+// from ~47 to ~24 ms and gave 1.2-1.4× the throughput for the same CPU time.
+func tuneRuntime() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(4 * runtime.GOMAXPROCS(0)) // the default: the CPUs, or a container's CPU limit
 	}
 }
 
