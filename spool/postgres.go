@@ -331,7 +331,7 @@ func (p *Postgres) AddFile(ctx context.Context, nf NewFile) (File, error) {
 	if nf.Direction != Inbound && nf.Direction != Outbound {
 		return File{}, fmt.Errorf("spool: add file: %w: direction %q", ErrInvalid, nf.Direction)
 	}
-	if err := errors.Join(checkJSON("meta", nf.Meta), nf.Lease.check()); err != nil {
+	if err := errors.Join(checkJSON("meta", nf.Meta), nf.Lease.check(), nf.checkInline()); err != nil {
 		return File{}, fmt.Errorf("spool: add file: %w", err)
 	}
 	actor := cmp.Or(nf.Actor, "system")
@@ -354,6 +354,9 @@ func (p *Postgres) AddFile(ctx context.Context, nf NewFile) (File, error) {
 		received := cmpOrTime(norm(nf.ReceivedAt), now)
 		id, err := NewID(KindFile, now)
 		if err != nil {
+			return err
+		}
+		if err := pgInsertInline(ctx, tx, nf.Inline); err != nil {
 			return err
 		}
 		var dupOf string
@@ -405,6 +408,9 @@ func (p *Postgres) AddInterchange(ctx context.Context, ni NewInterchange) (Inter
 	err := p.tx(ctx, func(tx pgx.Tx, now time.Time) error {
 		var err error
 		if x, now, err = p.addInterchange(ctx, tx, now, ni); err != nil || x.State == StateDuplicate {
+			return err
+		}
+		if err := pgInsertInline(ctx, tx, ni.Inline...); err != nil {
 			return err
 		}
 		docs = docs[:0]
@@ -987,6 +993,32 @@ func (p *Postgres) GetFile(ctx context.Context, id ID) (File, error) {
 		return File{}, fmt.Errorf("spool: get file: %w", notFound(err, id))
 	}
 	return f, nil
+}
+
+// pgInsertInline stores small blobs in the spool (see InlineMax).
+func pgInsertInline(ctx context.Context, tx pgx.Tx, blobs ...[]byte) error {
+	for _, b := range blobs {
+		if b == nil {
+			continue
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO inline_blobs (sha256, content) VALUES ($1, $2) ON CONFLICT DO NOTHING", RefOf(b).SHA256, b); err != nil {
+			return fmt.Errorf("inline blob: %w", err)
+		}
+	}
+	return nil
+}
+
+// InlineBlob implements [InlineReader].
+func (p *Postgres) InlineBlob(ctx context.Context, sum string) ([]byte, error) {
+	var b []byte
+	err := p.pool.QueryRow(ctx, "SELECT content FROM inline_blobs WHERE sha256 = $1", sum).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("spool: inline blob %s: %w", sum, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: inline blob %s: %w", sum, err)
+	}
+	return b, nil
 }
 
 // pgDedupeQuery finds the interchange of partner with control that one

@@ -341,14 +341,14 @@ func TestPostgresConcurrentMigrate(t *testing.T) {
 			t.Errorf("open %d: %v", i, errs[i])
 			continue
 		}
-		if v, err := s.SchemaVersion(t.Context()); err != nil || v != 8 {
-			t.Errorf("open %d: schema version %d %v, want 8", i, v, err)
+		if v, err := s.SchemaVersion(t.Context()); err != nil || v != 9 {
+			t.Errorf("open %d: schema version %d %v, want 9", i, v, err)
 		}
 		s.Close()
 	}
 	var rows int
-	if err := pgRaw(t).QueryRow(t.Context(), "SELECT COUNT(*) FROM schema_migrations").Scan(&rows); err != nil || rows != 8 {
-		t.Errorf("schema_migrations has %d rows %v, want 8", rows, err)
+	if err := pgRaw(t).QueryRow(t.Context(), "SELECT COUNT(*) FROM schema_migrations").Scan(&rows); err != nil || rows != 9 {
+		t.Errorf("schema_migrations has %d rows %v, want 9", rows, err)
 	}
 }
 

@@ -800,12 +800,15 @@ func (s *SQLite) AddFile(ctx context.Context, nf NewFile) (File, error) {
 	if nf.Direction != Inbound && nf.Direction != Outbound {
 		return File{}, fmt.Errorf("spool: add file: %w: direction %q", ErrInvalid, nf.Direction)
 	}
-	if err := errors.Join(checkJSON("meta", nf.Meta), nf.Lease.check()); err != nil {
+	if err := errors.Join(checkJSON("meta", nf.Meta), nf.Lease.check(), nf.checkInline()); err != nil {
 		return File{}, fmt.Errorf("spool: add file: %w", err)
 	}
 	actor := cmp.Or(nf.Actor, "system")
 	var f File
 	err := s.write(ctx, func(tx *wtx, now time.Time) error {
+		if err := insertInline(ctx, tx, nf.Inline); err != nil {
+			return err
+		}
 		received := cmpOrTime(norm(nf.ReceivedAt), now)
 		id, err := NewID(KindFile, now)
 		if err != nil {
@@ -866,6 +869,9 @@ func (s *SQLite) AddInterchange(ctx context.Context, ni NewInterchange) (Interch
 		if x, fresh, err = s.addInterchange(ctx, tx, now, ni); err != nil || x.State == StateDuplicate {
 			return err
 		}
+		if err := insertInline(ctx, tx, ni.Inline...); err != nil {
+			return err
+		}
 		docs = docs[:0]
 		for _, nd := range ni.Documents {
 			nd.FileID, nd.InterchangeID = ni.FileID, x.ID
@@ -892,6 +898,33 @@ func (s *SQLite) AddInterchange(ctx context.Context, ni NewInterchange) (Interch
 		return Interchange{}, nil, fmt.Errorf("spool: add interchange to %s: %w", ni.FileID, err)
 	}
 	return x, docs, nil
+}
+
+// insertInline stores small blobs in the spool (see InlineMax); a blob
+// stored before stays as it is (the same bytes: the key is their hash).
+func insertInline(ctx context.Context, tx *wtx, blobs ...[]byte) error {
+	for _, b := range blobs {
+		if b == nil {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO inline_blobs (sha256, content) VALUES (?, ?) ON CONFLICT DO NOTHING", RefOf(b).SHA256, b); err != nil {
+			return fmt.Errorf("inline blob: %w", err)
+		}
+	}
+	return nil
+}
+
+// InlineBlob implements [InlineReader].
+func (s *SQLite) InlineBlob(ctx context.Context, sum string) ([]byte, error) {
+	var b []byte
+	err := s.r.QueryRowContext(ctx, "SELECT content FROM inline_blobs WHERE sha256 = ?", sum).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("spool: inline blob %s: %w", sum, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: inline blob %s: %w", sum, err)
+	}
+	return b, nil
 }
 
 // sqliteDedupeQuery finds the interchange of partner with control that one

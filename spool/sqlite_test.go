@@ -70,7 +70,7 @@ func TestSQLiteDurabilitySettings(t *testing.T) {
 	if err := raw(t, path).QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode %q %v, want wal", mode, err)
 	}
-	if v, err := s.(*spool.SQLite).SchemaVersion(t.Context()); err != nil || v != 8 {
+	if v, err := s.(*spool.SQLite).SchemaVersion(t.Context()); err != nil || v != 9 {
 		t.Errorf("schema version %d %v", v, err)
 	}
 }

@@ -138,6 +138,7 @@ type Reader interface {
 	Events(ctx context.Context, id ID) ([]Event, error)
 	// Depth counts files and documents by state (for queue-depth metrics).
 	Depth(ctx context.Context) (map[Kind]map[State]int, error)
+	InlineReader
 }
 
 // Counters hands out control numbers.

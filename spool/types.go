@@ -120,7 +120,11 @@ type NewFile struct {
 	Direction  string // Inbound (default) or Outbound
 	Name       string
 	RemotePath string
-	Blob       BlobRef // required: Put the bytes first
+	Blob       BlobRef // required: Put the bytes first, or give them as Inline
+	// Inline, when set, are Blob's bytes (at most InlineMax), kept in the
+	// spool itself and committed with the record instead of Put in the blob
+	// store: a small upload then costs no file of its own.
+	Inline     []byte
 	ReceivedAt time.Time
 	Meta       json.RawMessage
 	// DedupeWindow bounds duplicate detection: the file is a duplicate of an
@@ -204,6 +208,11 @@ type NewInterchange struct {
 	// SetInterchangeAck, unless the interchange is a duplicate or already
 	// has an ack (a re-run keeps the first).
 	Ack Ack
+	// Inline are small blobs (at most InlineMax each) that the ack and the
+	// documents refer to (their bytes, their JSON), kept in the spool and
+	// committed with the interchange instead of Put in the blob store;
+	// not stored when the interchange is a duplicate.
+	Inline [][]byte
 }
 
 // Ack is the functional acknowledgement of an interchange: the one sent for
@@ -294,6 +303,9 @@ func (ni *NewInterchange) check() error {
 		return fmt.Errorf("%w: file id, seq >= 0 and control are required", ErrInvalid)
 	}
 	if err := checkJSON("meta", ni.Meta); err != nil {
+		return err
+	}
+	if err := checkInline(ni.Inline...); err != nil {
 		return err
 	}
 	if !ni.Ack.Blob.IsZero() {
@@ -606,3 +618,27 @@ func WithDetail(v any) Option {
 
 // WithNextAttempt makes the item due at t in its new state (default now).
 func WithNextAttempt(t time.Time) Option { return func(o *Options) { o.NextAt = t } }
+
+// checkInline refuses inline blobs larger than InlineMax.
+func checkInline(blobs ...[]byte) error {
+	for _, b := range blobs {
+		if len(b) > InlineMax {
+			return fmt.Errorf("%w: an inline blob of %d bytes (at most %d)", ErrInvalid, len(b), InlineMax)
+		}
+	}
+	return nil
+}
+
+// checkInline checks that nf.Inline, if set, is nf.Blob's bytes.
+func (nf *NewFile) checkInline() error {
+	if nf.Inline == nil {
+		return nil
+	}
+	if err := checkInline(nf.Inline); err != nil {
+		return err
+	}
+	if ref := RefOf(nf.Inline); ref != nf.Blob {
+		return fmt.Errorf("%w: inline bytes are %s, not the file's blob %s", ErrInvalid, ref, nf.Blob)
+	}
+	return nil
+}

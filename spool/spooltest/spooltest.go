@@ -7,6 +7,7 @@
 package spooltest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -54,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) spool.Store) {
 		{"IdempotentAdds", testIdempotentAdds},
 		{"InterchangeWithDocuments", testInterchangeWithDocuments},
 		{"LeasedAtCreation", testLeasedAtCreation},
+		{"InlineBlobs", testInlineBlobs},
 		{"Results", testResults},
 		{"Events", testEvents},
 		{"Counters", testCounters},
@@ -1774,4 +1776,67 @@ func testLeasedAtCreation(t *testing.T, h harness) {
 	}
 	_, err = s.AddFile(ctx, spool.NewFile{Partner: "acme", Channel: "sftp", Blob: ref(unique()), Lease: spool.Lease{Owner: "node-a"}})
 	wantErr(t, err, spool.ErrInvalid, "a lease without a duration")
+}
+
+// testInlineBlobs: small blobs given with a file or an interchange are kept
+// by the store, committed with the record, and read back by hash; they are
+// refused when too large or not the file's blob, and not kept with a
+// duplicate interchange.
+func testInlineBlobs(t *testing.T, h harness) {
+	s := h.store(t)
+	ctx := t.Context()
+	inline := func(sum string) ([]byte, error) { return s.InlineBlob(ctx, sum) }
+
+	raw := []byte("ISA*" + unique())
+	f, err := s.AddFile(ctx, spool.NewFile{Partner: "acme", Channel: "sftp", Name: "in.edi", Blob: spool.RefOf(raw), Inline: raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := inline(f.Blob.SHA256); err != nil || !bytes.Equal(got, raw) {
+		t.Errorf("the file's inline blob: %q %v, want %q", got, err, raw)
+	}
+	// The same bytes again (a duplicate file): stored once, still readable.
+	if dup, err := s.AddFile(ctx, spool.NewFile{Partner: "acme", Channel: "sftp", Name: "again.edi", Blob: spool.RefOf(raw), Inline: raw}); err != nil || dup.State != spool.StateDuplicate {
+		t.Errorf("the same inline file again: %s %v, want duplicate", dup.State, err)
+	}
+
+	ackBytes, doc := []byte("ISA*999*"+unique()), []byte(`{"asn":"`+unique()+`"}`)
+	ni := spool.NewInterchange{FileID: f.ID, Control: "000000321", Inline: [][]byte{ackBytes, doc},
+		Ack:       spool.Ack{Kind: "999", Status: "A", Control: "000000001", Blob: spool.RefOf(ackBytes)},
+		Documents: []spool.NewDocument{{Seq: 0, Type: "856", State: spool.StateMapped, Mapped: spool.RefOf(doc)}}}
+	if _, _, err := s.AddInterchange(ctx, ni); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{ackBytes, doc} {
+		if got, err := inline(spool.RefOf(b).SHA256); err != nil || !bytes.Equal(got, b) {
+			t.Errorf("inline blob of the interchange: %q %v, want %q", got, err, b)
+		}
+	}
+
+	// A duplicate interchange (same partner and control, another file)
+	// keeps nothing: nothing refers to its blobs.
+	f2 := addFile(t, s, "acme")
+	other := []byte(`{"asn":"` + unique() + `"}`)
+	x, _, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f2.ID, Control: "000000321", Inline: [][]byte{other},
+		Documents: []spool.NewDocument{{Seq: 0, Type: "856", State: spool.StateMapped, Mapped: spool.RefOf(other)}}})
+	if err != nil || x.State != spool.StateDuplicate {
+		t.Fatalf("duplicate interchange: %s %v", x.State, err)
+	}
+	if _, err := inline(spool.RefOf(other).SHA256); !errors.Is(err, spool.ErrNotFound) {
+		t.Errorf("a duplicate interchange's inline blob: %v, want ErrNotFound", err)
+	}
+
+	if _, err := s.AddFile(ctx, spool.NewFile{Partner: "acme", Channel: "sftp", Blob: ref(unique()), Inline: []byte("other bytes")}); !errors.Is(err, spool.ErrInvalid) {
+		t.Errorf("inline bytes that are not the file's blob: %v, want ErrInvalid", err)
+	}
+	big := bytes.Repeat([]byte("x"), spool.InlineMax+1)
+	if _, err := s.AddFile(ctx, spool.NewFile{Partner: "acme", Channel: "sftp", Blob: spool.RefOf(big), Inline: big}); !errors.Is(err, spool.ErrInvalid) {
+		t.Errorf("an inline blob over InlineMax: %v, want ErrInvalid", err)
+	}
+	if _, _, err := s.AddInterchange(ctx, spool.NewInterchange{FileID: f.ID, Seq: 1, Control: "000000999", Inline: [][]byte{big}}); !errors.Is(err, spool.ErrInvalid) {
+		t.Errorf("an interchange's inline blob over InlineMax: %v, want ErrInvalid", err)
+	}
+	if _, err := inline(ref(unique()).SHA256); !errors.Is(err, spool.ErrNotFound) {
+		t.Errorf("an unknown inline blob: %v, want ErrNotFound", err)
+	}
 }

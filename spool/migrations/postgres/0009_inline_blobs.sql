@@ -1,0 +1,8 @@
+-- edigw spool schema v9 (PostgreSQL): small blobs (an upload, an ack, a
+-- document's JSON; see spool.InlineMax) are kept in the spool, committed with
+-- the record that refers to them.
+
+CREATE TABLE inline_blobs (
+    sha256  text PRIMARY KEY,
+    content bytea NOT NULL
+);
