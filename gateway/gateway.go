@@ -34,7 +34,7 @@ type Gateway struct {
 	log     *slog.Logger
 	id      string // worker identity in leases and events: host:pid-rand (nodeID)
 	store   spool.Store
-	blobs   spool.Blobs
+	blobs   *spool.Tiered
 	outbox  *outbox.Dir
 	archive archive.Archive
 	erp     *erp.Client
@@ -154,21 +154,23 @@ func (g *Gateway) Store() spool.Store { return g.store }
 // Accept implements sftpd.Inbox: the upload is durable once its blob is
 // written and fsync'd and its record committed; only then does the
 // client's close succeed.
+//
+// A small upload (up to spool.InlineMax) is kept in the spool and committed
+// with its record: its durability is the spool's commit, shared with
+// everything committed at the same time. A larger one becomes a blob.
 func (g *Gateway) Accept(ctx context.Context, u sftpd.Upload, f *os.File) (sftpd.Receipt, error) {
 	nf := spool.NewFile{Partner: u.PartnerID, Channel: "sftp", Name: u.Name, Actor: "sftp:" + u.User}
-	id, ref, err := g.spoolFile(ctx, nf, func() (spool.BlobRef, error) {
-		if a, ok := g.blobs.(adopter); ok {
-			return a.Adopt(ctx, f)
+	if u.Size <= spool.InlineMax {
+		b := make([]byte, u.Size)
+		if _, err := f.ReadAt(b, 0); err != nil {
+			return sftpd.Receipt{}, fmt.Errorf("read upload %s: %w", f.Name(), err)
 		}
-		return g.blobs.Put(ctx, f)
-	})
+		nf.Inline = b
+		id, ref, err := g.spoolFile(ctx, nf, func() (spool.BlobRef, error) { return g.blobs.Keep(b), nil })
+		return sftpd.Receipt{MessageID: string(id), SHA256: ref.SHA256}, err
+	}
+	id, ref, err := g.spoolFile(ctx, nf, func() (spool.BlobRef, error) { return g.blobs.Adopt(ctx, f) })
 	return sftpd.Receipt{MessageID: string(id), SHA256: ref.SHA256}, err
-}
-
-// adopter is a blob store that can take over a file instead of copying it
-// (*spool.Local: an upload becomes a blob by a hard link).
-type adopter interface {
-	Adopt(ctx context.Context, f *os.File) (spool.BlobRef, error)
 }
 
 // Scheduler runs the partners' polls; nil when disabled on this node.

@@ -149,16 +149,11 @@ func (g *Gateway) deliverToPartner(ctx context.Context, p *partners.Partner, nam
 	return err
 }
 
-// blobPath is the file holding ref when the blob store is a local
-// directory (*spool.Local), for linking it instead of copying it.
+// blobPath is the file holding ref when it is one (the blob store is a
+// local directory and the blob is not inline), for linking it instead of
+// copying it.
 func (g *Gateway) blobPath(ref spool.BlobRef) (string, bool) {
-	l, ok := g.blobs.(interface {
-		Path(spool.BlobRef) (string, error)
-	})
-	if !ok {
-		return "", false
-	}
-	p, err := l.Path(ref)
+	p, err := g.blobs.Path(ref)
 	return p, err == nil
 }
 

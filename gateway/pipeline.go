@@ -318,17 +318,16 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 			return fmt.Errorf("interchange %s: %w", ic.Control, err)
 		}
 	}
-	var ack spool.Ack
-	if dup == "" {
-		var err error
-		if ack, err = g.makeAck(ctx, p, ic); err != nil {
-			return fmt.Errorf("interchange %s: ack: %w", ic.Control, err)
-		}
-	}
 	ni := spool.NewInterchange{
 		FileID: f.ID, Seq: seq, Control: ic.Control, Sender: ic.SenderQualifier + ":" + ic.SenderID,
 		Receiver: ic.ReceiverQualifier + ":" + ic.ReceiverID, Version: ic.Version, Rejected: ic.Rejected(),
-		DedupeWindow: p.Acks.DuplicateWindow, Ack: ack,
+		DedupeWindow: p.Acks.DuplicateWindow,
+	}
+	if dup == "" {
+		var err error
+		if ni.Ack, err = g.makeAck(ctx, p, ic, &ni.Inline); err != nil {
+			return fmt.Errorf("interchange %s: ack: %w", ic.Control, err)
+		}
 	}
 	handed := make([]bool, len(sets))
 	cancel := func() {
@@ -343,7 +342,7 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 		if dup != "" {
 			break // the interchange it duplicates has them
 		}
-		nd, err := g.newDocument(ctx, log, f, &sets[i])
+		nd, err := g.newDocument(ctx, log, f, &sets[i], &ni.Inline)
 		if err != nil {
 			cancel()
 			return err
@@ -391,10 +390,10 @@ func (g *Gateway) recordInterchange(ctx context.Context, log *slog.Logger, p *pa
 }
 
 // newDocument is the record of one set's outcome; its canonical JSON is
-// durable before the record that points at it. A partner's 997/999 is
-// matched to our document first (s.acked), so the status document carries
-// the PO number.
-func (g *Gateway) newDocument(ctx context.Context, log *slog.Logger, f *spool.File, s *setResult) (spool.NewDocument, error) {
+// durable before the record that points at it, or committed with it (see
+// putSmall). A partner's 997/999 is matched to our document first
+// (s.acked), so the status document carries the PO number.
+func (g *Gateway) newDocument(ctx context.Context, log *slog.Logger, f *spool.File, s *setResult, inline *[][]byte) (spool.NewDocument, error) {
 	if s.ack != nil {
 		if p := g.partners().ByID(f.Partner); p != nil {
 			d, err := g.ackedDocument(ctx, p, *s.ack)
@@ -410,7 +409,7 @@ func (g *Gateway) newDocument(ctx context.Context, log *slog.Logger, f *spool.Fi
 	nd := spool.NewDocument{FileID: f.ID, Seq: s.seq, Type: s.id, GroupControl: s.group, SetControl: s.set,
 		IdempotencyKey: s.idempotency, State: s.state, Reason: s.reason, Actor: g.id, BusinessKey: s.businessKey}
 	if s.state == spool.StateMapped {
-		ref, err := spool.PutBytes(ctx, g.blobs, s.mapped)
+		ref, err := g.putSmall(ctx, s.mapped, inline)
 		if err != nil {
 			return nd, fmt.Errorf("set %s %s: %w", s.id, s.set, err)
 		}
@@ -446,7 +445,7 @@ func (g *Gateway) parseCSV(ctx context.Context, log *slog.Logger, p *partners.Pa
 		res.mapped, _ = mapping.Marshal(out)
 		res.state, res.businessKey = spool.StateMapped, f.Name
 	}
-	nd, err := g.newDocument(ctx, log, f, &res)
+	nd, err := g.newDocument(ctx, log, f, &res, nil)
 	if err != nil {
 		return err
 	}
@@ -460,10 +459,10 @@ func (g *Gateway) parseCSV(ctx context.Context, log *slog.Logger, p *partners.Pa
 }
 
 // makeAck writes the interchange's TA1/997/999 (none if the partner wants
-// none) to the blob store, to be stored with the interchange. A re-run of
-// the stage makes another one, which the spool discards in favour of the
-// first: the partner only ever gets the first.
-func (g *Gateway) makeAck(ctx context.Context, p *partners.Partner, ic *edi.Interchange) (spool.Ack, error) {
+// none), to be stored with the interchange (see putSmall). A re-run of the
+// stage makes another one, which the spool discards in favour of the first:
+// the partner only ever gets the first.
+func (g *Gateway) makeAck(ctx context.Context, p *partners.Partner, ic *edi.Interchange, inline *[][]byte) (spool.Ack, error) {
 	if p.X12 == nil {
 		return spool.Ack{}, nil
 	}
@@ -486,11 +485,23 @@ func (g *Gateway) makeAck(ctx context.Context, p *partners.Partner, ic *edi.Inte
 	if ic.Rejected() {
 		status = "R"
 	}
-	ref, err := spool.PutBytes(ctx, g.blobs, buf.Bytes())
+	ref, err := g.putSmall(ctx, buf.Bytes(), inline)
 	if err != nil {
 		return spool.Ack{}, err
 	}
 	return spool.Ack{Kind: kind, Status: status, Control: controlOf(buf.Bytes()), Blob: ref, At: time.Now()}, nil
+}
+
+// putSmall stores b for a record about to be written: a blob of at most
+// spool.InlineMax goes to *inline, to be committed with the record (no file
+// and no fsync of its own); a larger one, or any when inline is nil, is Put
+// in the blob store now.
+func (g *Gateway) putSmall(ctx context.Context, b []byte, inline *[][]byte) (spool.BlobRef, error) {
+	if inline != nil && len(b) <= spool.InlineMax {
+		*inline = append(*inline, b)
+		return g.blobs.Keep(b), nil
+	}
+	return spool.PutBytes(ctx, g.blobs, b)
 }
 
 func ackKind(plan edi.AckPlan, opt edi.AckOptions) (kind, status string) {

@@ -217,12 +217,14 @@ func OpenPolls(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, er
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, err
 	}
-	if g.blobs, err = openBlobs(ctx, cfg); err != nil {
+	files, err := openBlobs(ctx, cfg)
+	if err != nil {
 		return nil, err
 	}
 	if g.store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, err
 	}
+	g.blobs = &spool.Tiered{Inline: g.store, Blobs: files}
 	g.controls = newControlBlocks(g.store, ackControlBlock)
 	return g, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // InlineMax is the largest blob the gateway keeps in the spool's database
@@ -23,8 +24,14 @@ const InlineMax = 64 << 10
 
 // RefOf is the reference of b.
 func RefOf(b []byte) BlobRef {
+	sum := sumOf(b)
+	return BlobRef{SHA256: hex.EncodeToString(sum), Size: int64(len(b))}
+}
+
+// sumOf is b's SHA-256, the key of an inline blob.
+func sumOf(b []byte) []byte {
 	sum := sha256.Sum256(b)
-	return BlobRef{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(b))}
+	return sum[:]
 }
 
 // InlineReader reads the small blobs a [Store] keeps (see InlineMax).
@@ -38,9 +45,57 @@ type InlineReader interface {
 // inline (committed with their records), everything else in Blobs. Reads
 // look up a small reference in the spool first and fall back to Blobs (a
 // blob stored before it was kept inline, or Put there); writes go to Blobs.
+//
+// It also remembers the last few MB of inline blobs its owner made (Keep):
+// the stage that records an upload's interchange reads the upload, then
+// archives it with its ack and JSON and puts the ack in the outbox, all
+// within milliseconds; from memory, that is no query each.
 type Tiered struct {
 	Inline InlineReader
 	Blobs  Blobs
+
+	mu     sync.Mutex
+	recent map[string][]byte // by SHA-256
+	order  []string          // oldest first
+	size   int               // bytes in recent
+}
+
+// recentMax bounds the bytes Tiered remembers.
+const recentMax = 8 << 20
+
+// Keep returns the reference of b, a small blob about to be committed
+// inline (NewFile.Inline, NewInterchange.Inline), and remembers b for a
+// while for Open. b must not be changed afterwards.
+func (t *Tiered) Keep(b []byte) BlobRef {
+	ref := RefOf(b)
+	if len(b) > InlineMax {
+		return ref
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.recent == nil {
+		t.recent = map[string][]byte{}
+	}
+	if _, ok := t.recent[ref.SHA256]; ok {
+		return ref
+	}
+	t.recent[ref.SHA256] = b
+	t.order = append(t.order, ref.SHA256)
+	t.size += len(b)
+	for t.size > recentMax {
+		old := t.order[0]
+		t.order = t.order[1:]
+		t.size -= len(t.recent[old])
+		delete(t.recent, old)
+	}
+	return ref
+}
+
+func (t *Tiered) remembered(ref BlobRef) ([]byte, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b, ok := t.recent[ref.SHA256]
+	return b, ok && int64(len(b)) == ref.Size
 }
 
 // Put implements [Blobs]: it stores in t.Blobs.
@@ -49,6 +104,9 @@ func (t *Tiered) Put(ctx context.Context, r io.Reader) (BlobRef, error) { return
 // Open implements [Blobs].
 func (t *Tiered) Open(ctx context.Context, ref BlobRef) (io.ReadCloser, error) {
 	if ref.Size <= InlineMax {
+		if b, ok := t.remembered(ref); ok {
+			return io.NopCloser(bytes.NewReader(b)), nil
+		}
 		b, err := t.inline(ctx, ref)
 		switch {
 		case err == nil:
@@ -110,4 +168,9 @@ func (t *Tiered) Adopt(ctx context.Context, f *os.File) (BlobRef, error) {
 		return BlobRef{}, fmt.Errorf("spool: adopt %s: %w", f.Name(), err)
 	}
 	return t.Blobs.Put(ctx, f)
+}
+
+// PutBytes stores b in t.Blobs, as [PutBytes] does.
+func (t *Tiered) PutBytes(ctx context.Context, b []byte) (BlobRef, error) {
+	return PutBytes(ctx, t.Blobs, b)
 }

@@ -3,7 +3,9 @@ package spool
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1001,7 +1003,7 @@ func pgInsertInline(ctx context.Context, tx pgx.Tx, blobs ...[]byte) error {
 		if b == nil {
 			continue
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO inline_blobs (sha256, content) VALUES ($1, $2) ON CONFLICT DO NOTHING", RefOf(b).SHA256, b); err != nil {
+		if _, err := tx.Exec(ctx, "INSERT INTO inline_blobs (sha256, content) VALUES ($1, $2) ON CONFLICT DO NOTHING", sumOf(b), b); err != nil {
 			return fmt.Errorf("inline blob: %w", err)
 		}
 	}
@@ -1010,8 +1012,12 @@ func pgInsertInline(ctx context.Context, tx pgx.Tx, blobs ...[]byte) error {
 
 // InlineBlob implements [InlineReader].
 func (p *Postgres) InlineBlob(ctx context.Context, sum string) ([]byte, error) {
+	key, err := hex.DecodeString(sum)
+	if err != nil || len(key) != sha256.Size {
+		return nil, fmt.Errorf("spool: inline blob %q: %w: not a SHA-256", sum, ErrInvalid)
+	}
 	var b []byte
-	err := p.pool.QueryRow(ctx, "SELECT content FROM inline_blobs WHERE sha256 = $1", sum).Scan(&b)
+	err = p.pool.QueryRow(ctx, "SELECT content FROM inline_blobs WHERE sha256 = $1", key).Scan(&b)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("spool: inline blob %s: %w", sum, ErrNotFound)
 	}

@@ -3,8 +3,10 @@ package spool
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -907,7 +909,7 @@ func insertInline(ctx context.Context, tx *wtx, blobs ...[]byte) error {
 		if b == nil {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO inline_blobs (sha256, content) VALUES (?, ?) ON CONFLICT DO NOTHING", RefOf(b).SHA256, b); err != nil {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO inline_blobs (sha256, content) VALUES (?, ?) ON CONFLICT DO NOTHING", sumOf(b), b); err != nil {
 			return fmt.Errorf("inline blob: %w", err)
 		}
 	}
@@ -916,8 +918,12 @@ func insertInline(ctx context.Context, tx *wtx, blobs ...[]byte) error {
 
 // InlineBlob implements [InlineReader].
 func (s *SQLite) InlineBlob(ctx context.Context, sum string) ([]byte, error) {
+	key, err := hex.DecodeString(sum)
+	if err != nil || len(key) != sha256.Size {
+		return nil, fmt.Errorf("spool: inline blob %q: %w: not a SHA-256", sum, ErrInvalid)
+	}
 	var b []byte
-	err := s.r.QueryRowContext(ctx, "SELECT content FROM inline_blobs WHERE sha256 = ?", sum).Scan(&b)
+	err = s.r.QueryRowContext(ctx, "SELECT content FROM inline_blobs WHERE sha256 = ?", key).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("spool: inline blob %s: %w", sum, ErrNotFound)
 	}

@@ -23,13 +23,16 @@ import (
 // Durability: an object with [Object.LinkFrom] is hard-linked from that
 // file, which is already durable, so nothing is copied or created. Any
 // other body goes to a temp file in the target directory (".tmp-*", a name
-// [Key] never produces), is fsynced, then hard-linked to its final name.
-// Either way the link fails if the name exists, so two concurrent writers
-// cannot overwrite each other (where hard links are unsupported, the temp
-// file is renamed instead, after checking the name is free). Then the object's checksum line is appended
-// to the directory's manifest and the directory is fsynced once, covering
-// both new entries. Directories created on the way are fsynced into their
-// parents.
+// [Key] never produces), then is hard-linked to its final name. Either way
+// the link fails if the name exists, so two concurrent writers cannot
+// overwrite each other (where hard links are unsupported, the temp file is
+// renamed instead, after checking the name is free). Then the object's
+// checksum line is appended to the directory's manifest. Nothing is
+// fsync'd on the way: before Put or PutAll returns, one [durable.SyncFS]
+// makes the files, the manifest lines and the directories made on the way
+// durable together, shared with every other writer of that file system
+// waiting at the same time (an fsync per file and per directory was most
+// of the gateway's disk writes).
 //
 // Checksum: every directory of objects holds a manifest "SHA256SUMS"
 // ([ManifestName]) with one line per object in sha256sum(1) format ("<hex>  <name>\n"), so
@@ -63,7 +66,10 @@ func NewDir(dir string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("archive dir %s: %w", dir, err)
 	}
-	if err := mkdirAllSync(abs); err != nil {
+	if err := mkdirAll(abs); err == nil {
+		err = durable.SyncFS(abs)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("archive dir %s: %w", abs, err)
 	}
 	return &Dir{root: abs}, nil
@@ -101,9 +107,9 @@ func (d *Dir) Put(ctx context.Context, o Object) error {
 	return nil
 }
 
-// PutAll stores objs as Put would, with one manifest append and one fsync
-// per directory for all of them instead of two fsyncs per object: a
-// message's raw file, acks and documents go in together. On an error some
+// PutAll stores objs as Put would, with one manifest append per directory
+// and one sync for all of them: a message's raw file, acks and documents go
+// in together. On an error some
 // objects may be stored (each whole, as by Put); putting them all again
 // completes the rest.
 func (d *Dir) PutAll(ctx context.Context, objs []Object) error {
@@ -125,9 +131,9 @@ func (d *Dir) PutAll(ctx context.Context, objs []Object) error {
 		if err := appendManifest(dir, lines[dir]...); err != nil {
 			return fmt.Errorf("archive dir %s: %w", d.root, err)
 		}
-		if err := durable.SyncDir(dir); err != nil {
-			return fmt.Errorf("archive dir %s: %w", d.root, err)
-		}
+	}
+	if err := durable.SyncFS(d.root); err != nil {
+		return fmt.Errorf("archive dir %s: %w", d.root, err)
 	}
 	return nil
 }
@@ -140,8 +146,7 @@ func (d *Dir) put(ctx context.Context, o Object) error {
 	if err := appendManifest(dir, line); err != nil {
 		return err
 	}
-	// One fsync makes both the object's entry and the manifest's durable.
-	return durable.SyncDir(dir)
+	return durable.SyncFS(d.root)
 }
 
 // manifestLine is one object's entry in its directory's manifest.
@@ -169,7 +174,7 @@ func (d *Dir) store(ctx context.Context, o Object) (string, manifestLine, error)
 		return "", manifestLine{}, err
 	}
 	dir := filepath.Dir(final)
-	if err := mkdirAllSync(dir); err != nil {
+	if err := mkdirAll(dir); err != nil {
 		return "", manifestLine{}, err
 	}
 
@@ -191,10 +196,8 @@ func (d *Dir) store(ctx context.Context, o Object) (string, manifestLine, error)
 // reports false without an error when the link cannot be made for a reason
 // other than an existing name (another file system, no hard links, too
 // many links), so the caller copies the body instead. The source is already
-// durable: only the directory (fsynced by the caller) has anything to
-// persist. The source's new link count is in its inode, which a journaling
-// file system commits with that directory fsync; ext4 without a journal
-// needs e2fsck after a crash anyway, and e2fsck recounts links.
+// durable: only the directory entry and the source's link count (synced by
+// the caller) have anything to persist.
 func linkIn(o Object, final, want string) (bool, error) {
 	src, err := os.Stat(o.LinkFrom)
 	if err != nil {
@@ -227,9 +230,9 @@ func linkIn(o Object, final, want string) (bool, error) {
 	}
 }
 
-// copyIn writes o.Body to a temp file beside final, verifies and fsyncs it,
-// then links it to final (or finds the same content there, a retry). It
-// returns the body's hex SHA-256.
+// copyIn writes o.Body to a temp file beside final and verifies it, then
+// links it to final (or finds the same content there, a retry); the caller
+// syncs. It returns the body's hex SHA-256.
 func copyIn(ctx context.Context, o Object, final, want string) (string, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(final), ".tmp-*")
 	if err != nil {
@@ -253,9 +256,6 @@ func copyIn(ctx context.Context, o Object, final, want string) (string, error) {
 	}
 	if err := tmp.Chmod(0o640); err != nil {
 		return "", err
-	}
-	if err := tmp.Sync(); err != nil {
-		return "", fmt.Errorf("fsync: %w", err)
 	}
 	err = tmp.Close()
 	tmp = nil
@@ -333,8 +333,8 @@ func (d *Dir) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 }
 
 // appendManifest lists each entry with its hex SHA-256 in dir's manifest
-// unless the manifest lists it with that hash already (a retried put). It
-// fsyncs the manifest, not dir.
+// unless the manifest lists it with that hash already (a retried put). The
+// caller syncs.
 //
 // The lines are appended with O_APPEND in one write call: on local Linux
 // file systems such a small append is atomic with respect to other
@@ -366,9 +366,6 @@ func appendManifest(dir string, entries ...manifestLine) error {
 		return fmt.Errorf("manifest: %w", err)
 	}
 	_, err = f.Write(add)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -433,9 +430,9 @@ func hashFile(p string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// mkdirAllSync creates dir and missing parents, fsyncing each parent that
-// gained an entry, so a new directory survives a power loss.
-func mkdirAllSync(dir string) error {
+// mkdirAll creates dir and missing parents (os.MkdirAll with our modes and
+// error for a file in the way); the caller syncs.
+func mkdirAll(dir string) error {
 	fi, err := os.Stat(dir)
 	if err == nil {
 		if !fi.IsDir() {
@@ -448,12 +445,12 @@ func mkdirAllSync(dir string) error {
 	}
 	parent := filepath.Dir(dir)
 	if parent != dir {
-		if err := mkdirAllSync(parent); err != nil {
+		if err := mkdirAll(parent); err != nil {
 			return err
 		}
 	}
 	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return durable.SyncDir(parent)
+	return nil
 }

@@ -2,9 +2,10 @@
 // SFTP listener: acknowledgements (997/999/TA1) and outbound documents.
 //
 // Each partner has one directory, <root>/<partner>/, holding plain files.
-// Put makes a file durable before it becomes visible (temporary name in the
-// same directory, fsync, link into place, fsync the directory), so a partner
-// never sees a half-written file and a crash never loses an acknowledged
+// Put writes a file under a temporary name in the same directory and links
+// it into place, so a partner never sees a half-written file, then makes it
+// durable before it returns (durable.SyncFS, shared with the other writers
+// of the file system at the time), so a crash never loses an acknowledged
 // one. Remove is how a partner's pick-up is recorded.
 package outbox
 
@@ -145,7 +146,9 @@ func link(src, final, partner, name string) error {
 }
 
 // Put stores the content of r as name in the partner's outbox. It returns
-// only once the file and its directory entry are durable. A name that
+// only once the file and its directory entry are durable (one sync of the
+// file system after the link, instead of an fsync of the file and one of
+// the directory). A name that
 // already exists is an error wrapping fs.ErrExist (names carry control
 // numbers, so a clash is a bug upstream, never something to overwrite).
 func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err error) {
@@ -173,9 +176,6 @@ func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err e
 	if _, err := io.Copy(f, durable.Reader(ctx, r)); err != nil {
 		return fmt.Errorf("outbox: partner %s: write %s: %w", partner, name, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("outbox: partner %s: fsync %s: %w", partner, name, err)
-	}
 	err = f.Close()
 	f = nil
 	if err != nil {
@@ -188,16 +188,15 @@ func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err e
 	if err := os.Remove(tmp); err != nil {
 		return fmt.Errorf("outbox: partner %s: %w", partner, err)
 	}
-	if err := durable.SyncDir(dir); err != nil {
-		return fmt.Errorf("outbox: partner %s: fsync directory: %w", partner, err)
+	if err := durable.SyncFS(dir); err != nil {
+		return fmt.Errorf("outbox: partner %s: %w", partner, err)
 	}
 	return nil
 }
 
 // Link puts the file src into the partner's outbox as name by a hard link,
 // where Put would copy it: src must already be durable and never change
-// again (a spool blob), so only the directory needs an fsync and no file is
-// created. It returns an error wrapping fs.ErrExist if name is there already
+// again (a spool blob), so no file is created. It returns an error wrapping fs.ErrExist if name is there already
 // and the link's own error if src cannot be linked (another file system, no
 // hard links): the caller then falls back to Put.
 func (d *Dir) Link(ctx context.Context, partner, name, src string) error {
@@ -208,10 +207,10 @@ func (d *Dir) Link(ctx context.Context, partner, name, src string) error {
 	if err := link(src, final, partner, name); err != nil {
 		return err
 	}
-	// The directory's fsync makes the new name durable; src's new link
-	// count goes with it on a journaling file system (see archive.Dir).
-	if err := durable.SyncDir(dir); err != nil {
-		return fmt.Errorf("outbox: partner %s: fsync directory: %w", partner, err)
+	// The new name, the partner's directory if it is new, and src's new
+	// link count.
+	if err := durable.SyncFS(dir); err != nil {
+		return fmt.Errorf("outbox: partner %s: %w", partner, err)
 	}
 	return nil
 }

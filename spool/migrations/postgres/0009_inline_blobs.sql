@@ -3,6 +3,6 @@
 -- the record that refers to them.
 
 CREATE TABLE inline_blobs (
-    sha256  text PRIMARY KEY,
+    sha256  bytea PRIMARY KEY, -- the 32 bytes
     content bytea NOT NULL
 );
