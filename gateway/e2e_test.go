@@ -3,9 +3,12 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +27,7 @@ import (
 
 	"github.com/edigw/edigw/gateway/erpsink"
 	"github.com/edigw/edigw/internal/testpeers"
+	"github.com/edigw/edigw/spool"
 )
 
 // These tests run the real thing: the edigw binary (`edigw serve`), the
@@ -770,5 +774,70 @@ outbound: {channel: outbox}`, folder), 1)
 				t.Errorf("the log does not say the profiles were reloaded")
 			}
 		})
+	}
+}
+
+// A file larger than spool.InlineMax is not kept inline but as a blob file
+// (the SFTP listener spills it to a temporary file, which becomes the
+// blob); it flows like a small one: one document at the ERP with every
+// row, and the raw file archived whole.
+func TestLargeUploadKeptAsBlob(t *testing.T) {
+	e := newEnv(t)
+	sample, err := os.ReadFile("../deploy/examples/partners/northwind-3pl/testdata/inv_20260316_0600.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, row, _ := bytes.Cut(sample, []byte("\n"))
+	row, _, _ = bytes.Cut(row, []byte("\n"))
+	var big bytes.Buffer
+	big.Write(header)
+	big.WriteByte('\n')
+	rows := 0
+	for big.Len() <= spool.InlineMax+10<<10 {
+		big.Write(bytes.Replace(row, []byte("GL-100245"), fmt.Appendf(nil, "GL-%06d", rows), 1))
+		big.WriteByte('\n')
+		rows++
+	}
+	local := filepath.Join(e.dir, "inv_big.csv")
+	os.WriteFile(local, big.Bytes(), 0o644)
+	if out, err := e.sftp("retail", "cd inbox\nput "+local+"\n"); err != nil {
+		t.Fatalf("upload: %v\n%s", err, out)
+	}
+	e.waitDocs(1, 30*time.Second)
+	var doc struct {
+		Items []struct{ SKU string }
+	}
+	if err := json.Unmarshal(e.sink.Documents()[0].Body, &doc); err != nil || len(doc.Items) != rows {
+		t.Fatalf("the ERP got %d items (%v), want %d", len(doc.Items), err, rows)
+	}
+	sum := sha256.Sum256(big.Bytes())
+	blob := filepath.Join(e.dir, "data", "blobs", hex.EncodeToString(sum[:1]), hex.EncodeToString(sum[:]))
+	if st, err := os.Stat(blob); err != nil || st.Size() != int64(big.Len()) {
+		t.Errorf("the upload is not a blob file %s: %v", blob, err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var raw []string
+		for _, k := range e.archived("edi/retail/") {
+			if strings.HasSuffix(k, "/raw-inv_big.csv") {
+				raw = append(raw, k)
+			}
+		}
+		if len(raw) == 1 {
+			o, err := e.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: &e.bucket, Key: &raw[0]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(o.Body)
+			o.Body.Close()
+			if !bytes.Equal(got, big.Bytes()) {
+				t.Errorf("archived raw file: %d bytes, want the %d uploaded", len(got), big.Len())
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("raw file not archived: %v", e.archived("edi/retail/"))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

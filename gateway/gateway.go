@@ -160,11 +160,18 @@ func (g *Gateway) Store() spool.Store { return g.store }
 // everything committed at the same time. A larger one becomes a blob.
 func (g *Gateway) Accept(ctx context.Context, u sftpd.Upload, f *os.File) (sftpd.Receipt, error) {
 	nf := spool.NewFile{Partner: u.PartnerID, Channel: "sftp", Name: u.Name, Actor: "sftp:" + u.User}
-	if u.Size <= spool.InlineMax {
-		b := make([]byte, u.Size)
+	b := u.Data
+	if f != nil && u.Size <= spool.InlineMax {
+		b = make([]byte, u.Size)
 		if _, err := f.ReadAt(b, 0); err != nil {
 			return sftpd.Receipt{}, fmt.Errorf("read upload %s: %w", f.Name(), err)
 		}
+	}
+	if f == nil && len(b) > spool.InlineMax { // held in memory by a listener configured so
+		id, ref, err := g.spoolFile(ctx, nf, func() (spool.BlobRef, error) { return spool.PutBytes(ctx, g.blobs, b) })
+		return sftpd.Receipt{MessageID: string(id), SHA256: ref.SHA256}, err
+	}
+	if b != nil {
 		nf.Inline = b
 		id, ref, err := g.spoolFile(ctx, nf, func() (spool.BlobRef, error) { return g.blobs.Keep(b), nil })
 		return sftpd.Receipt{MessageID: string(id), SHA256: ref.SHA256}, err

@@ -152,7 +152,7 @@ func (t *Tiered) Stat(ctx context.Context, sum string) (BlobRef, error) {
 // caller that links it instead of copying it); an inline blob has none.
 func (t *Tiered) Path(ref BlobRef) (string, error) {
 	l, ok := t.Blobs.(*Local)
-	if !ok {
+	if _, inline := t.remembered(ref); inline || !ok {
 		return "", fmt.Errorf("spool: blob %s: not in a local directory: %w", ref, ErrNotFound)
 	}
 	return l.Path(ref)

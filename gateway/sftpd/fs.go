@@ -259,37 +259,77 @@ func (s *session) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 	if err := s.c.beginTransfer(); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(s.c.srv.cfg.TempDir, uploadPrefix+"*")
-	if err != nil {
-		s.c.endTransfer()
-		s.c.log.Error("sftp upload temp file", "file", name, "err", err)
-		return nil, sftp.ErrSSHFxFailure
+	u := &upload{s: s, name: name, max: s.c.srv.cfg.MaxFileSize, started: time.Now()}
+	if s.c.srv.cfg.MemoryUpload <= 0 {
+		if err := u.spill(); err != nil {
+			s.c.endTransfer()
+			s.c.log.Error("sftp upload temp file", "file", name, "err", err)
+			return nil, sftp.ErrSSHFxFailure
+		}
 	}
 	s.mu.Lock()
 	s.open[name]++
 	s.mu.Unlock()
-	return &upload{s: s, name: name, f: f, max: s.c.srv.cfg.MaxFileSize, started: time.Now()}, nil
+	return u, nil
 }
 
-// upload is an inbox file being written. It implements io.WriterAt,
-// io.Closer (Close hands the file to Inbox.Accept) and sftp.TransferError
-// (a lost connection discards the file).
+// upload is an inbox file being written: in memory (buf) while it is
+// small, then in a temporary file (f). It implements io.WriterAt,
+// io.Closer (Close hands the upload to Inbox.Accept) and
+// sftp.TransferError (a lost connection discards the file).
 type upload struct {
 	s       *session
 	name    string
-	f       *os.File
 	max     int64
 	started time.Time
 
 	mu          sync.Mutex
-	failed      error // a write failed: the upload cannot be complete
-	transferErr error // the connection was lost with the file open
+	buf         []byte   // the bytes so far, while f is nil
+	f           *os.File // the temporary file, once the upload is too large for buf
+	failed      error    // a write failed: the upload cannot be complete
+	transferErr error    // the connection was lost with the file open
 	closed      bool
+}
+
+// spill moves the upload from memory to a temporary file.
+func (u *upload) spill() error {
+	f, err := os.CreateTemp(u.s.c.srv.cfg.TempDir, uploadPrefix+"*")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(u.buf); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	u.f, u.buf = f, nil
+	return nil
 }
 
 func (u *upload) WriteAt(p []byte, off int64) (int, error) {
 	u.mu.Lock()
 	failed, closed := u.failed, u.closed
+	if failed == nil && !closed && u.f == nil && off >= 0 {
+		// Writes may come out of order (the client pipelines them):
+		// buf grows to the furthest end written, holes read as zeros as
+		// in a file.
+		end := off + int64(len(p))
+		if end <= int64(u.s.c.srv.cfg.MemoryUpload) && end <= u.max {
+			if end > int64(len(u.buf)) {
+				u.buf = append(u.buf, make([]byte, end-int64(len(u.buf)))...)
+			}
+			copy(u.buf[off:], p)
+			u.mu.Unlock()
+			return len(p), nil
+		}
+		if err := u.spill(); err != nil {
+			u.mu.Unlock()
+			u.s.c.log.Error("sftp upload temp file", "file", u.name, "err", err)
+			err = errors.New("cannot store the upload")
+			u.setFailed(err)
+			return 0, err
+		}
+	}
 	u.mu.Unlock()
 	switch {
 	case closed:
@@ -341,8 +381,10 @@ func (u *upload) Close() error {
 
 	s := u.s
 	defer func() {
-		u.f.Close()
-		os.Remove(u.f.Name())
+		if u.f != nil {
+			u.f.Close()
+			os.Remove(u.f.Name())
+		}
 		s.mu.Lock()
 		if s.open[u.name]--; s.open[u.name] <= 0 {
 			delete(s.open, u.name)
@@ -359,21 +401,27 @@ func (u *upload) Close() error {
 		log.Info("sftp upload discarded", "reason", failed.Error())
 		return failed
 	}
-	st, err := u.f.Stat()
-	if err == nil {
-		_, err = u.f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		log.Error("sftp upload", "err", err)
-		return errors.New("cannot store the upload")
-	}
 	up := Upload{
 		PartnerID:  s.partner.ID,
 		User:       s.user,
 		Name:       u.name,
-		Size:       st.Size(),
+		Size:       int64(len(u.buf)),
 		RemoteAddr: s.c.addr,
 		SessionID:  s.c.sessionID,
+		Data:       u.buf,
+	}
+	if u.f != nil {
+		st, err := u.f.Stat()
+		if err == nil {
+			_, err = u.f.Seek(0, io.SeekStart)
+		}
+		if err != nil {
+			log.Error("sftp upload", "err", err)
+			return errors.New("cannot store the upload")
+		}
+		up.Size, up.Data = st.Size(), nil
+	} else if up.Data == nil {
+		up.Data = []byte{} // an empty file
 	}
 	release := s.c.ic.hold() // committing can take longer than the idle timeout
 	rcpt, err := s.c.srv.cfg.Inbox.Accept(s.ctx(), up, u.f)

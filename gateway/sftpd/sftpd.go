@@ -39,14 +39,18 @@ type Upload struct {
 	Size       int64
 	RemoteAddr string // client address, host:port
 	SessionID  string // the SSH session, as logged by the server
+	// Data holds the bytes of an upload small enough to be kept in memory
+	// (Config.MemoryUpload); Accept then gets no file.
+	Data []byte
 }
 
 // Inbox receives uploaded files.
 type Inbox interface {
 	// Accept is called when a client closes an uploaded file whose transfer
-	// completed. f is the upload's temporary file, positioned at its start:
-	// Accept may read it or link it elsewhere (the listener removes only its
-	// own name for it afterwards) but must not write to it. It returns only
+	// completed. A small upload's bytes are u.Data and f is nil; otherwise
+	// f is the upload's temporary file, positioned at its start: Accept may
+	// read it or link it elsewhere (the listener removes only its own name
+	// for it afterwards) but must not write to it. It returns only
 	// once the bytes are durable (and recorded); an error fails the client's
 	// CLOSE, so the partner sees a failed upload and sends it again.
 	Accept(ctx context.Context, u Upload, f *os.File) (Receipt, error)
@@ -72,6 +76,7 @@ const (
 	DefaultHandshakeTimeout = 30 * time.Second
 	DefaultMaxAuthTries     = 3
 	DefaultBanAfter         = 5
+	DefaultMemoryUpload     = 64 << 10
 	DefaultBanFor           = 15 * time.Minute
 	DefaultFailWindow       = 5 * time.Minute
 	DefaultFailDelay        = time.Second
@@ -106,7 +111,12 @@ type Config struct {
 	// server: leftovers of a crash are removed by New. Default:
 	// <os.TempDir()>/edigw-sftpd.
 	TempDir string
-	Logger  *slog.Logger
+	// MemoryUpload: an upload up to this size is held in memory, not in a
+	// temporary file (64 KiB; negative: none). Most EDI files are a few KB,
+	// and a file created, written and removed per upload was a good part of
+	// the listener's kernel time.
+	MemoryUpload int
+	Logger       *slog.Logger
 	// OnLogin, when set, is told of every login attempt: the partner ("" for
 	// an unknown user) and whether it succeeded (for metrics).
 	OnLogin func(partner string, ok bool)
@@ -149,6 +159,7 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.HandshakeTimeout, DefaultHandshakeTimeout)
 	setDefault(&cfg.MaxAuthTries, DefaultMaxAuthTries)
 	setDefault(&cfg.BanAfter, DefaultBanAfter)
+	setDefault(&cfg.MemoryUpload, DefaultMemoryUpload)
 	setDefault(&cfg.BanFor, DefaultBanFor)
 	setDefault(&cfg.FailWindow, DefaultFailWindow)
 	setDefault(&cfg.FailDelay, DefaultFailDelay)

@@ -61,9 +61,12 @@ type recInbox struct {
 }
 
 func (r *recInbox) Accept(ctx context.Context, u Upload, f *os.File) (Receipt, error) {
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return Receipt{}, err
+	data := u.Data
+	if f != nil {
+		var err error
+		if data, err = io.ReadAll(f); err != nil {
+			return Receipt{}, err
+		}
 	}
 	r.mu.Lock()
 	r.calls = append(r.calls, acceptCall{u, data})
@@ -1210,7 +1213,8 @@ func TestShutdown(t *testing.T) {
 }
 
 func TestShutdownDeadlineDiscardsUploads(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	// In a temporary file, so the test sees the upload start.
+	e := newEnv(t, envOpts{config: func(c *Config) { c.MemoryUpload = -1 }})
 	c := e.sftpClient("acme", ssh.Password(testPassword))
 	f, err := c.Create("/inbox/cut.x12")
 	if err != nil {
@@ -1321,6 +1325,49 @@ func TestOpenFilesLimit(t *testing.T) {
 	}
 	if n := len(e.inbox.get()); n != maxOpenFiles {
 		t.Fatalf("%d accepted", n)
+	}
+	e.assertNoTemp()
+}
+
+// TestUploadMemoryAndSpill: an upload is held in memory up to MemoryUpload,
+// whatever order its writes arrive in (the client pipelines them), and goes
+// to a temporary file once it grows past that; either way Accept gets
+// exactly the bytes sent, once.
+func TestUploadMemoryAndSpill(t *testing.T) {
+	e := newEnv(t, envOpts{config: func(c *Config) { c.MemoryUpload = 1000 }})
+	c := e.sftpClient("acme", ssh.Password(testPassword))
+	small := []byte("ISA*00*          *00*          *ZZ*ACME~" + strings.Repeat("REF*XX*1~", 50)) // < 1000 bytes
+	big := bytes.Repeat([]byte("0123456789abcdef"), 400)                                          // 6400 bytes
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{{"small.x12", small}, {"big.x12", big}} {
+		f, err := c.Create("/inbox/" + tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Backwards, 300 bytes at a time: each write lands before the last.
+		for end := len(tc.data); end > 0; end -= 300 {
+			start := max(0, end-300)
+			if _, err := f.WriteAt(tc.data[start:end], int64(start)); err != nil {
+				t.Fatalf("%s: write at %d: %v", tc.name, start, err)
+			}
+		}
+		if err := f.Close(); err != nil {
+			t.Fatalf("%s: close: %v", tc.name, err)
+		}
+	}
+	calls := e.inbox.get()
+	if len(calls) != 2 {
+		t.Fatalf("%d Accept calls, want 2", len(calls))
+	}
+	for i, want := range [][]byte{small, big} {
+		if !bytes.Equal(calls[i].data, want) || calls[i].u.Size != int64(len(want)) {
+			t.Errorf("upload %s: Accept got %d bytes (size %d), want the %d sent", calls[i].u.Name, len(calls[i].data), calls[i].u.Size, len(want))
+		}
+	}
+	if calls[0].u.Data == nil || calls[1].u.Data != nil {
+		t.Errorf("the small upload was not handed over in memory, or the big one was (%v, %v)", calls[0].u.Data != nil, calls[1].u.Data != nil)
 	}
 	e.assertNoTemp()
 }
