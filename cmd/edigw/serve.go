@@ -57,19 +57,21 @@ SIGINT/SIGTERM stop it gracefully: running stages finish, leases are released.`,
 // is bounded by its largest transaction set) and its work allocates a lot,
 // so this costs ~100 MB and saves ~10 % of the CPU in bench e2e.
 //
-// GOMAXPROCS at 4× its default (the CPUs, or a container's CPU limit): the
-// gateway's goroutines spend much of their time in blocking file system
-// calls (an fsync takes milliseconds), and a goroutine in a system call
+// GOMAXPROCS at 2× its default (the CPUs, or a container's CPU limit): the
+// gateway's goroutines spend much of their time in blocking system calls
+// (file creates, syncs, the WAL's fsync), and a goroutine in a system call
 // keeps its P until the runtime's monitor hands it over; with one P per
 // CPU, goroutines ready to run (an SFTP reply, a finished commit) waited
-// behind those. In bench e2e on 2 CPUs, 8 Ps cut the upload round trip
-// from ~47 to ~24 ms and gave 1.2-1.4× the throughput for the same CPU time.
+// behind those. In bench e2e on 2 CPUs (1000 files, 16 connections), two
+// alternating series: 2 Ps 303-334 sets/s against 4 Ps 422-530; 4 Ps
+// 370-449 against 8 Ps 340-399 (more running threads than that take CPU
+// time from the spool's single writer).
 func tuneRuntime() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
 	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(4 * runtime.GOMAXPROCS(0)) // the default: the CPUs, or a container's CPU limit
+		runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0)) // the default: the CPUs, or a container's CPU limit
 	}
 }
 
