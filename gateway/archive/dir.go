@@ -23,16 +23,16 @@ import (
 // Durability: an object with [Object.LinkFrom] is hard-linked from that
 // file, which is already durable, so nothing is copied or created. Any
 // other body goes to a temp file in the target directory (".tmp-*", a name
-// [Key] never produces), then is hard-linked to its final name. Either way
-// the link fails if the name exists, so two concurrent writers cannot
-// overwrite each other (where hard links are unsupported, the temp file is
-// renamed instead, after checking the name is free). Then the object's
-// checksum line is appended to the directory's manifest. Nothing is
-// fsync'd on the way: before Put or PutAll returns, one [durable.SyncFS]
-// makes the files, the manifest lines and the directories made on the way
-// durable together, shared with every other writer of that file system
-// waiting at the same time (an fsync per file and per directory was most
-// of the gateway's disk writes).
+// [Key] never produces), which is made durable, then hard-linked to its
+// final name. Either way the link fails if the name exists, so two
+// concurrent writers cannot overwrite each other (where hard links are
+// unsupported, the temp file is renamed instead, after checking the name
+// is free). Then the object's checksum line is appended to the directory's
+// manifest, and the names, the lines and the directories made on the way
+// are made durable before Put or PutAll returns. Both syncs are one
+// [durable.SyncFS] for all of a PutAll's objects, shared with every other
+// writer of that file system waiting at the same time: an fsync per file
+// and per directory was most of the gateway's disk writes.
 //
 // Checksum: every directory of objects holds a manifest "SHA256SUMS"
 // ([ManifestName]) with one line per object in sha256sum(1) format ("<hex>  <name>\n"), so
@@ -101,31 +101,66 @@ func (d *Dir) Path(key string) (string, error) {
 
 // Put implements [Archive].
 func (d *Dir) Put(ctx context.Context, o Object) error {
-	if err := d.put(ctx, o); err != nil {
-		return fmt.Errorf("archive dir %s: put %s: %w", d.root, o.Key, err)
-	}
-	return nil
+	return d.PutAll(ctx, []Object{o})
 }
 
 // PutAll stores objs as Put would, with one manifest append per directory
-// and one sync for all of them: a message's raw file, acks and documents go
-// in together. On an error some
-// objects may be stored (each whole, as by Put); putting them all again
-// completes the rest.
+// and the syncs shared by all of them: a message's raw file, acks and
+// documents go in together. On an error some objects may be stored (each
+// whole, as by Put); putting them all again completes the rest.
+//
+// It works in two steps so that a name in the archive always holds its
+// whole content, even after a power loss: the bodies to copy are written
+// to temporary files and synced, and only then linked under their names,
+// listed in the manifests and synced again. (A file linked before its
+// content was durable could come back empty after a crash, and the retry
+// would then find "another" object under its name.)
 func (d *Dir) PutAll(ctx context.Context, objs []Object) error {
-	var (
-		dirs  []string
-		lines = map[string][]manifestLine{}
-	)
-	for _, o := range objs {
-		dir, line, err := d.store(ctx, o)
+	type entry struct {
+		dir  string
+		line manifestLine
+		copy *pending
+	}
+	entries := make([]entry, len(objs))
+	defer func() {
+		for _, e := range entries {
+			if e.copy != nil {
+				os.Remove(e.copy.tmp) // linked under its name by now, or abandoned
+			}
+		}
+	}()
+	copies := 0
+	for i, o := range objs {
+		dir, line, c, err := d.store(ctx, o)
 		if err != nil {
 			return fmt.Errorf("archive dir %s: put %s: %w", d.root, o.Key, err)
 		}
-		if _, ok := lines[dir]; !ok {
-			dirs = append(dirs, dir)
+		entries[i] = entry{dir, line, c}
+		if c != nil {
+			copies++
 		}
-		lines[dir] = append(lines[dir], line)
+	}
+	if copies > 0 {
+		if err := durable.SyncFS(d.root); err != nil {
+			return fmt.Errorf("archive dir %s: %w", d.root, err)
+		}
+		for i, e := range entries {
+			if e.copy == nil {
+				continue
+			}
+			if err := place(*e.copy); err != nil {
+				return fmt.Errorf("archive dir %s: put %s: %w", d.root, e.copy.key, err)
+			}
+			entries[i].line = manifestLine{name: filepath.Base(e.copy.final), sha: e.copy.sha}
+		}
+	}
+	var dirs []string
+	lines := map[string][]manifestLine{}
+	for _, e := range entries {
+		if _, ok := lines[e.dir]; !ok {
+			dirs = append(dirs, e.dir)
+		}
+		lines[e.dir] = append(lines[e.dir], e.line)
 	}
 	for _, dir := range dirs {
 		if err := appendManifest(dir, lines[dir]...); err != nil {
@@ -138,58 +173,55 @@ func (d *Dir) PutAll(ctx context.Context, objs []Object) error {
 	return nil
 }
 
-func (d *Dir) put(ctx context.Context, o Object) error {
-	dir, line, err := d.store(ctx, o)
-	if err != nil {
-		return err
-	}
-	if err := appendManifest(dir, line); err != nil {
-		return err
-	}
-	return durable.SyncFS(d.root)
-}
-
 // manifestLine is one object's entry in its directory's manifest.
 type manifestLine struct{ name, sha string }
 
-// store links or copies o to its final name (not yet durable, not yet
-// listed) and returns its directory and manifest entry.
-func (d *Dir) store(ctx context.Context, o Object) (string, manifestLine, error) {
+// pending is an object's body written to a temporary file beside its final
+// name, not yet linked there.
+type pending struct {
+	key, tmp, final, sha string
+}
+
+// store links o to its final name when it is a durable file (LinkFrom) and
+// returns its directory and manifest entry; any other body it writes to a
+// temporary file and returns as pending, for the caller to sync and place.
+func (d *Dir) store(ctx context.Context, o Object) (string, manifestLine, *pending, error) {
 	final, err := d.Path(o.Key)
 	if err != nil {
-		return "", manifestLine{}, err
+		return "", manifestLine{}, nil, err
 	}
 	want, err := normSHA256(o.SHA256)
 	if err != nil {
-		return "", manifestLine{}, err
+		return "", manifestLine{}, nil, err
 	}
 	if o.Body == nil {
-		return "", manifestLine{}, errors.New("nil body")
+		return "", manifestLine{}, nil, errors.New("nil body")
 	}
 	if o.LinkFrom != "" && want == "" {
 		// The linked file is not read, so only the caller can vouch for its hash.
-		return "", manifestLine{}, fmt.Errorf("link from %s: no sha256 given", o.LinkFrom)
+		return "", manifestLine{}, nil, fmt.Errorf("link from %s: no sha256 given", o.LinkFrom)
 	}
 	if err := ctx.Err(); err != nil {
-		return "", manifestLine{}, err
+		return "", manifestLine{}, nil, err
 	}
 	dir := filepath.Dir(final)
 	if err := mkdirAll(dir); err != nil {
-		return "", manifestLine{}, err
+		return "", manifestLine{}, nil, err
 	}
-
-	sha, linked := want, false
 	if o.LinkFrom != "" {
-		if linked, err = linkIn(o, final, want); err != nil {
-			return "", manifestLine{}, err
+		linked, err := linkIn(o, final, want)
+		if err != nil {
+			return "", manifestLine{}, nil, err
+		}
+		if linked {
+			return dir, manifestLine{name: filepath.Base(final), sha: want}, nil, nil
 		}
 	}
-	if !linked {
-		if sha, err = copyIn(ctx, o, final, want); err != nil {
-			return "", manifestLine{}, err
-		}
+	tmp, sha, err := writeTemp(ctx, o, dir, want)
+	if err != nil {
+		return "", manifestLine{}, nil, err
 	}
-	return dir, manifestLine{name: filepath.Base(final), sha: sha}, nil
+	return dir, manifestLine{}, &pending{key: o.Key, tmp: tmp, final: final, sha: sha}, nil
 }
 
 // linkIn hard-links o.LinkFrom to final, trusting want as its hash. It
@@ -230,60 +262,56 @@ func linkIn(o Object, final, want string) (bool, error) {
 	}
 }
 
-// copyIn writes o.Body to a temp file beside final and verifies it, then
-// links it to final (or finds the same content there, a retry); the caller
-// syncs. It returns the body's hex SHA-256.
-func copyIn(ctx context.Context, o Object, final, want string) (string, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(final), ".tmp-*")
+// writeTemp writes o.Body to a temporary file in dir (".tmp-*", a name Key
+// never produces) and verifies it; it returns the file and the body's hex
+// SHA-256. The caller syncs it before placing it.
+func writeTemp(ctx context.Context, o Object, dir, want string) (string, string, error) {
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	tmpName := tmp.Name()
-	defer func() {
-		if tmp != nil {
-			tmp.Close()
-		}
-		os.Remove(tmpName) // the object is linked under its final name, or abandoned
-	}()
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(tmp, h), durable.Reader(ctx, o.Body))
+	if err == nil {
+		err = verify(o, want, hex.EncodeToString(h.Sum(nil)), n)
+	}
+	if err == nil {
+		err = tmp.Chmod(0o640)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		return "", fmt.Errorf("write: %w", err)
+		os.Remove(tmp.Name())
+		return "", "", fmt.Errorf("write: %w", err)
 	}
-	got := hex.EncodeToString(h.Sum(nil))
-	if err := verify(o, want, got, n); err != nil {
-		return "", err
-	}
-	if err := tmp.Chmod(0o640); err != nil {
-		return "", err
-	}
-	err = tmp.Close()
-	tmp = nil
-	if err != nil {
-		return "", err
-	}
+	return tmp.Name(), hex.EncodeToString(h.Sum(nil)), nil
+}
 
-	switch err := link(tmpName, final); {
+// place links a synced temporary file to its final name (or finds the same
+// content there, a retry).
+func place(c pending) error {
+	switch err := link(c.tmp, c.final); {
 	case err == nil:
 	case errors.Is(err, fs.ErrExist):
-		have, herr := hashFile(final)
+		have, herr := hashFile(c.final)
 		if herr != nil {
-			return "", herr
+			return herr
 		}
-		if have != got {
-			return "", fmt.Errorf("%w: stored sha256 %s, new %s", ErrConflict, have, got)
+		if have != c.sha {
+			return fmt.Errorf("%w: stored sha256 %s, new %s", ErrConflict, have, c.sha)
 		}
 		// Same content: a retry. The caller makes sure it is listed.
 	default:
 		// Hard links unsupported (some FUSE/SMB mounts): check, then rename.
-		if _, serr := os.Lstat(final); serr == nil {
-			return "", fmt.Errorf("link: %w", err)
+		if _, serr := os.Lstat(c.final); serr == nil {
+			return fmt.Errorf("link: %w", err)
 		}
-		if rerr := os.Rename(tmpName, final); rerr != nil {
-			return "", fmt.Errorf("rename: %w", rerr)
+		if rerr := os.Rename(c.tmp, c.final); rerr != nil {
+			return fmt.Errorf("rename: %w", rerr)
 		}
 	}
-	return got, nil
+	return nil
 }
 
 // Stat returns the size and hex SHA-256 of key: from the directory's

@@ -2,11 +2,12 @@
 // SFTP listener: acknowledgements (997/999/TA1) and outbound documents.
 //
 // Each partner has one directory, <root>/<partner>/, holding plain files.
-// Put writes a file under a temporary name in the same directory and links
-// it into place, so a partner never sees a half-written file, then makes it
-// durable before it returns (durable.SyncFS, shared with the other writers
-// of the file system at the time), so a crash never loses an acknowledged
-// one. Remove is how a partner's pick-up is recorded.
+// Put writes a file under a temporary name in the same directory, makes it
+// durable and only then links it into place, so a partner never sees a
+// half-written file, even after a power loss; then it makes the name
+// durable before it returns, so a crash never loses an acknowledged one.
+// Both syncs are durable.SyncFS, shared with every other writer of the
+// file system at the time. Remove is how a partner's pick-up is recorded.
 package outbox
 
 import (
@@ -146,9 +147,9 @@ func link(src, final, partner, name string) error {
 }
 
 // Put stores the content of r as name in the partner's outbox. It returns
-// only once the file and its directory entry are durable (one sync of the
-// file system after the link, instead of an fsync of the file and one of
-// the directory). A name that
+// only once the file and its directory entry are durable (a sync of the
+// file system before the link and one after, each shared with concurrent
+// writers, instead of an fsync of the file and one of the directory). A name that
 // already exists is an error wrapping fs.ErrExist (names carry control
 // numbers, so a clash is a bug upstream, never something to overwrite).
 func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err error) {
@@ -180,6 +181,12 @@ func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err e
 	f = nil
 	if err != nil {
 		return fmt.Errorf("outbox: partner %s: close %s: %w", partner, name, err)
+	}
+	// The content is durable before the name appears: a name linked first
+	// could come back empty after a power loss, and the retry would take it
+	// for its own earlier run's file.
+	if err := durable.SyncFS(dir); err != nil {
+		return fmt.Errorf("outbox: partner %s: %w", partner, err)
 	}
 	// On failure the temporary name is removed by the deferred call.
 	if err := link(tmp, final, partner, name); err != nil {
