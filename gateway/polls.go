@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -89,13 +90,23 @@ func (g *Gateway) Runner() *schedules.Runner {
 		}}
 }
 
-// acceptPolled is the schedules.Sink: the file is durable (blob fsync'd,
-// record committed) before the poll deletes or moves the remote copy.
+// acceptPolled is the schedules.Sink: the file is durable (its bytes and
+// record committed) before the poll deletes or moves the remote copy. A
+// small file is kept inline in the spool, as a small upload is.
 func (g *Gateway) acceptPolled(ctx context.Context, f schedules.Fetched, r io.Reader) (spool.ID, error) {
 	meta, _ := json.Marshal(map[string]any{"poll": f.Poll, "remote_size": f.Size, "remote_mtime": f.ModTime.UTC()})
-	id, _, err := g.spoolFile(ctx, spool.NewFile{Partner: f.Partner, Channel: "poll", Name: f.Name,
-		RemotePath: f.Where + "/" + f.Name, Meta: meta, Actor: "poll:" + f.Poll},
-		func() (spool.BlobRef, error) { return g.blobs.Put(ctx, r) })
+	nf := spool.NewFile{Partner: f.Partner, Channel: "poll", Name: f.Name,
+		RemotePath: f.Where + "/" + f.Name, Meta: meta, Actor: "poll:" + f.Poll}
+	head, err := io.ReadAll(io.LimitReader(r, spool.InlineMax+1))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", f.Name, err)
+	}
+	put := func() (spool.BlobRef, error) { return g.blobs.Put(ctx, io.MultiReader(bytes.NewReader(head), r)) }
+	if len(head) <= spool.InlineMax {
+		nf.Inline = head
+		put = func() (spool.BlobRef, error) { return g.blobs.Keep(head), nil }
+	}
+	id, _, err := g.spoolFile(ctx, nf, put)
 	if err == nil && killAfterPollSpool {
 		// Fault injection for the crash test: die in the worst window, the
 		// file spooled and the remote copy still there.
