@@ -56,7 +56,9 @@ func (g *Gateway) fileStage(ctx context.Context, f *spool.File) error {
 		return err
 	}
 	defer blob.Close()
-	r := bufio.NewReaderSize(blob, 64<<10)
+	// A buffer the file's size, up to 64 KB (most files are a few KB):
+	// enough to sniff its first 512 bytes.
+	r := bufio.NewReaderSize(blob, int(max(512, min(f.Blob.Size, 64<<10))))
 	head, err := r.Peek(512)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return err

@@ -166,7 +166,7 @@ func (l *Local) Put(ctx context.Context, r io.Reader) (ref BlobRef, err error) {
 	}()
 
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), durable.Reader(ctx, r))
+	n, err := durable.Copy(ctx, io.MultiWriter(tmp, h), r)
 	if err != nil {
 		return BlobRef{}, fmt.Errorf("spool: put blob: copy: %w", err)
 	}
@@ -239,7 +239,7 @@ func (l *Local) Adopt(ctx context.Context, f *os.File) (BlobRef, error) {
 		return BlobRef{}, fmt.Errorf("spool: adopt %s: %w", f.Name(), err)
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, durable.Reader(ctx, f))
+	n, err := durable.Copy(ctx, h, f)
 	if err != nil {
 		return BlobRef{}, fmt.Errorf("spool: adopt %s: %w", f.Name(), err)
 	}

@@ -271,7 +271,7 @@ func writeTemp(ctx context.Context, o Object, dir, want string) (string, string,
 		return "", "", err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), durable.Reader(ctx, o.Body))
+	n, err := durable.Copy(ctx, io.MultiWriter(tmp, h), o.Body)
 	if err == nil {
 		err = verify(o, want, hex.EncodeToString(h.Sum(nil)), n)
 	}

@@ -174,7 +174,7 @@ func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err e
 	if err := f.Chmod(0o640); err != nil {
 		return fmt.Errorf("outbox: partner %s: %w", partner, err)
 	}
-	if _, err := io.Copy(f, durable.Reader(ctx, r)); err != nil {
+	if _, err := durable.Copy(ctx, f, r); err != nil {
 		return fmt.Errorf("outbox: partner %s: write %s: %w", partner, name, err)
 	}
 	err = f.Close()
