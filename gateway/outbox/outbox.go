@@ -169,7 +169,9 @@ func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err e
 		if f != nil {
 			f.Close()
 		}
-		os.Remove(tmp) // after a successful link this removes the extra name only
+		if tmp != "" {
+			os.Remove(tmp) // the link failed: the temporary file is all there is
+		}
 	}()
 	if err := f.Chmod(0o640); err != nil {
 		return fmt.Errorf("outbox: partner %s: %w", partner, err)
@@ -192,7 +194,9 @@ func (d *Dir) Put(ctx context.Context, partner, name string, r io.Reader) (err e
 	if err := link(tmp, final, partner, name); err != nil {
 		return err
 	}
-	if err := os.Remove(tmp); err != nil {
+	err = os.Remove(tmp) // the extra name only
+	tmp = ""
+	if err != nil {
 		return fmt.Errorf("outbox: partner %s: %w", partner, err)
 	}
 	if err := durable.SyncFS(dir); err != nil {
