@@ -28,6 +28,15 @@ func RefOf(b []byte) BlobRef {
 	return BlobRef{SHA256: hex.EncodeToString(sum), Size: int64(len(b))}
 }
 
+// inlineKey is the key of the inline blob with the hex SHA-256 sum.
+func inlineKey(sum string) ([]byte, error) {
+	key, err := hex.DecodeString(sum)
+	if err != nil || len(key) != sha256.Size {
+		return nil, fmt.Errorf("spool: inline blob %q: %w: not a SHA-256", sum, ErrInvalid)
+	}
+	return key, nil
+}
+
 // sumOf is b's SHA-256, the key of an inline blob.
 func sumOf(b []byte) []byte {
 	sum := sha256.Sum256(b)

@@ -3,9 +3,7 @@ package spool
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1012,9 +1010,9 @@ func pgInsertInline(ctx context.Context, tx pgx.Tx, blobs ...[]byte) error {
 
 // InlineBlob implements [InlineReader].
 func (p *Postgres) InlineBlob(ctx context.Context, sum string) ([]byte, error) {
-	key, err := hex.DecodeString(sum)
-	if err != nil || len(key) != sha256.Size {
-		return nil, fmt.Errorf("spool: inline blob %q: %w: not a SHA-256", sum, ErrInvalid)
+	key, err := inlineKey(sum)
+	if err != nil {
+		return nil, err
 	}
 	var b []byte
 	err = p.pool.QueryRow(ctx, "SELECT content FROM inline_blobs WHERE sha256 = $1", key).Scan(&b)

@@ -3,10 +3,8 @@ package spool
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -928,9 +926,9 @@ func insertInline(ctx context.Context, tx *wtx, blobs ...[]byte) error {
 
 // InlineBlob implements [InlineReader].
 func (s *SQLite) InlineBlob(ctx context.Context, sum string) ([]byte, error) {
-	key, err := hex.DecodeString(sum)
-	if err != nil || len(key) != sha256.Size {
-		return nil, fmt.Errorf("spool: inline blob %q: %w: not a SHA-256", sum, ErrInvalid)
+	key, err := inlineKey(sum)
+	if err != nil {
+		return nil, err
 	}
 	var b []byte
 	err = s.r.QueryRowContext(ctx, "SELECT content FROM inline_blobs WHERE sha256 = ?", key).Scan(&b)
