@@ -151,13 +151,11 @@ func (g *Gateway) owner() spool.Option {
 // Store gives tests and the CLI access to the spool.
 func (g *Gateway) Store() spool.Store { return g.store }
 
-// Accept implements sftpd.Inbox: the upload is durable once its blob is
-// written and fsync'd and its record committed; only then does the
-// client's close succeed.
-//
-// A small upload (up to spool.InlineMax) is kept in the spool and committed
-// with its record: its durability is the spool's commit, shared with
-// everything committed at the same time. A larger one becomes a blob.
+// Accept implements sftpd.Inbox: the upload is durable once its bytes and
+// its record are committed; only then does the client's close succeed. A
+// small upload (up to spool.InlineMax) is kept in the spool, committed with
+// its record (the commit's fsync is shared with everything committed at
+// the same time); a larger one becomes a blob file, fsync'd first.
 func (g *Gateway) Accept(ctx context.Context, u sftpd.Upload, f *os.File) (sftpd.Receipt, error) {
 	nf := spool.NewFile{Partner: u.PartnerID, Channel: "sftp", Name: u.Name, Actor: "sftp:" + u.User}
 	b := u.Data
