@@ -50,6 +50,9 @@ type Config struct {
 		Path   string `yaml:"path"`    // sqlite: default <data>/spool.db
 		DSNEnv string `yaml:"dsn_env"` // postgres: the environment variable holding the connection string
 		Schema string `yaml:"schema"`  // postgres: the schema to use (default public)
+		// WriterNice: sqlite: the OS priority of the single writer's thread
+		// (default -10; 0 leaves it alone). See spool.SQLiteOptions.
+		WriterNice *int `yaml:"writer_nice"`
 	} `yaml:"spool"`
 	Blobs struct {
 		Kind string   `yaml:"kind"` // local (default) or s3 (shared by several nodes)
@@ -156,6 +159,10 @@ func (c *Config) defaults() {
 	def(&c.SFTP.HostKeyDir, filepath.Join(c.DataDir, "hostkeys"))
 	def(&c.Spool.Driver, "sqlite")
 	def(&c.Spool.Path, filepath.Join(c.DataDir, "spool.db"))
+	if c.Spool.WriterNice == nil {
+		n := defaultWriterNice
+		c.Spool.WriterNice = &n
+	}
 	def(&c.Blobs.Kind, "local")
 	def(&c.Blobs.Dir, filepath.Join(c.DataDir, "blobs"))
 	def(&c.Outbox.Dir, filepath.Join(c.DataDir, "outbox"))
@@ -270,3 +277,10 @@ func (e EndpointConfig) endpoint() erp.Endpoint {
 			PasswordEnv: a.PasswordEnv, PasswordFile: a.PasswordFile, TokenURL: a.TokenURL, ClientID: a.ClientID,
 			ClientSecretEnv: a.ClientSecretEnv, ClientSecretFile: a.ClientSecretFile, Scopes: a.Scopes}}
 }
+
+// defaultWriterNice raises the spool writer's thread above the rest of the
+// gateway: every write waits for that one thread, and on a busy machine it
+// waited for the CPU behind the work that waits for it. In bench e2e (1000
+// files, 16 connections, run as root), alternating: nice -10 536-598
+// sets/s, -5 501-549, unchanged 414-513.
+const defaultWriterNice = -10

@@ -16,6 +16,10 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 	}
 	def, _ := LoadConfig("")
 	def.ERP.Sink.Enabled = false // only the no-config default turns the sink on
+	if *ex.Spool.WriterNice != *def.Spool.WriterNice || *def.Spool.WriterNice != -10 {
+		t.Errorf("spool.writer_nice: example %d, default %d, want -10", *ex.Spool.WriterNice, *def.Spool.WriterNice)
+	}
+	ex.Spool.WriterNice, def.Spool.WriterNice = nil, nil // compared above
 	if ex.SFTP != def.SFTP || ex.Spool != def.Spool || ex.Blobs != def.Blobs || ex.Archive.Dir != def.Archive.Dir || ex.Workers != def.Workers ||
 		ex.ERP.Sink != def.ERP.Sink || ex.Partners != def.Partners || ex.OurISA != def.OurISA ||
 		ex.PartnersReload != def.PartnersReload || *ex.Schedules.Enabled != *def.Schedules.Enabled || ex.Schedules.Lease != def.Schedules.Lease ||

@@ -235,6 +235,13 @@ func OpenPolls(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, er
 	if g.store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, err
 	}
+	if w, ok := g.store.(interface{ WriterPriority() (int, error) }); ok {
+		if nice, err := w.WriterPriority(); err != nil {
+			log.Info("spool writer at normal priority (spool.writer_nice needs CAP_SYS_NICE or systemd's LimitNICE=)", "err", err)
+		} else if nice != 0 {
+			log.Info("spool writer priority raised", "nice", nice)
+		}
+	}
 	g.blobs = &spool.Tiered{Inline: g.store, Blobs: files}
 	g.controls = newControlBlocks(g.store, ackControlBlock)
 	return g, nil
@@ -270,7 +277,11 @@ func openBlobs(ctx context.Context, cfg *Config) (spool.Blobs, error) {
 func OpenStore(ctx context.Context, cfg *Config) (spool.Store, error) {
 	switch cfg.Spool.Driver {
 	case "sqlite":
-		st, err := spool.OpenSQLite(ctx, cfg.Spool.Path, nil)
+		var nice int
+		if cfg.Spool.WriterNice != nil {
+			nice = *cfg.Spool.WriterNice
+		}
+		st, err := spool.OpenSQLite(ctx, cfg.Spool.Path, &spool.SQLiteOptions{WriterNice: nice})
 		if err != nil {
 			return nil, fmt.Errorf("spool %s: %w", cfg.Spool.Path, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -58,6 +59,12 @@ type SQLite struct {
 
 	// Group commits and the writes they carried (WriterStats).
 	commits, committedWrites atomic.Int64
+
+	// The writer thread's priority, as asked for (WriterPriority).
+	writerNice int
+	writerTID  int
+	niceErr    error
+	niceSet    chan struct{}
 }
 
 // wtx is a write transaction whose statements are prepared once on the
@@ -149,6 +156,13 @@ type SQLiteOptions struct {
 	BusyTimeout time.Duration
 	// Readers is the size of the read pool; default 4.
 	Readers int
+	// WriterNice, when not 0, is the OS priority (nice value, -20..19) of
+	// the thread that runs the single writer, which every write waits for:
+	// on a busy machine it otherwise waits for the CPU behind the work that
+	// waits for it. Raising it (a negative value) needs CAP_SYS_NICE or a
+	// matching RLIMIT_NICE (systemd: LimitNICE=); when it is refused the
+	// writer runs at the process's priority and WriterPriority says why.
+	WriterNice int
 	// Clock replaces time.Now (tests).
 	Clock func() time.Time
 }
@@ -202,8 +216,10 @@ func OpenSQLite(ctx context.Context, path string, o *SQLiteOptions) (*SQLite, er
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	s := &SQLite{w: w, clock: opt.Clock, writes: make(chan *writeReq, maxBatch), writerDone: make(chan struct{}),
-		synced: make(chan []*writeReq, 64), syncDone: make(chan struct{}), syncIdle: make(chan struct{}, 1), walPath: path + "-wal"}
+		synced: make(chan []*writeReq, 64), syncDone: make(chan struct{}), syncIdle: make(chan struct{}, 1), walPath: path + "-wal",
+		writerNice: opt.WriterNice, niceSet: make(chan struct{})}
 	go s.writer()
+	<-s.niceSet
 	go s.syncer()
 	if err := s.checkPragmas(ctx); err != nil {
 		s.Close()
@@ -468,6 +484,13 @@ func (s *SQLite) write(ctx context.Context, fn func(tx *wtx, now time.Time) erro
 // about 92,000 to 53,000.
 func (s *SQLite) writer() {
 	defer close(s.writerDone)
+	if s.writerNice != 0 {
+		// The priority belongs to the OS thread: keep this goroutine on it
+		// (the thread ends with the goroutine).
+		runtime.LockOSThread()
+		s.writerTID, s.niceErr = setThreadNice(s.writerNice)
+	}
+	close(s.niceSet)
 	for first := range s.writes {
 		b := s.beginBatch()
 		b.run(first)
@@ -568,6 +591,15 @@ func (s *SQLite) syncWAL() error {
 		s.wal = f
 	}
 	return s.wal.Sync()
+}
+
+// WriterPriority reports the nice value asked for the writer's thread
+// (SQLiteOptions.WriterNice; 0: none) and why it could not be set.
+func (s *SQLite) WriterPriority() (nice int, err error) {
+	if s.niceErr != nil {
+		return 0, fmt.Errorf("spool: the writer runs at the process's priority: nice %d: %w", s.writerNice, s.niceErr)
+	}
+	return s.writerNice, nil
 }
 
 // WriterStats returns how many group commits the writer made and how many
