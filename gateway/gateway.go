@@ -87,6 +87,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
 	g.sftp, err = sftpd.New(sftpd.Config{Addr: cfg.SFTP.Listen, HostKeyDir: cfg.SFTP.HostKeyDir, Users: g.partners,
 		Inbox: g, Outbox: g.outbox, MaxFileSize: cfg.SFTP.MaxFileSize, IdleTimeout: cfg.SFTP.IdleTimeout,
 		BanAfter: cfg.SFTP.BanAfter, BanFor: cfg.SFTP.BanFor, TempDir: filepath.Join(cfg.DataDir, "uploads"), Logger: log,
+		MemoryUpload: spool.InlineMax, // what Accept keeps inline is exactly what the listener holds in memory
 		OnLogin: func(partner string, ok bool) {
 			g.metrics.SFTPLogins.WithLabelValues(partner, map[bool]string{true: "ok", false: "failed"}[ok]).Inc()
 		}})
@@ -158,23 +159,12 @@ func (g *Gateway) Store() spool.Store { return g.store }
 // the same time); a larger one becomes a blob file, fsync'd first.
 func (g *Gateway) Accept(ctx context.Context, u sftpd.Upload, f *os.File) (sftpd.Receipt, error) {
 	nf := spool.NewFile{Partner: u.PartnerID, Channel: "sftp", Name: u.Name, Actor: "sftp:" + u.User}
-	b := u.Data
-	if f != nil && u.Size <= spool.InlineMax {
-		b = make([]byte, u.Size)
-		if _, err := f.ReadAt(b, 0); err != nil {
-			return sftpd.Receipt{}, fmt.Errorf("read upload %s: %w", f.Name(), err)
-		}
+	put := func() (spool.BlobRef, error) { return g.blobs.Adopt(ctx, f) }
+	if u.Data != nil { // the listener holds up to spool.InlineMax in memory (New)
+		nf.Inline = u.Data
+		put = func() (spool.BlobRef, error) { return g.blobs.Keep(u.Data), nil }
 	}
-	if f == nil && len(b) > spool.InlineMax { // held in memory by a listener configured so
-		id, ref, err := g.spoolFile(ctx, nf, func() (spool.BlobRef, error) { return spool.PutBytes(ctx, g.blobs, b) })
-		return sftpd.Receipt{MessageID: string(id), SHA256: ref.SHA256}, err
-	}
-	if b != nil {
-		nf.Inline = b
-		id, ref, err := g.spoolFile(ctx, nf, func() (spool.BlobRef, error) { return g.blobs.Keep(b), nil })
-		return sftpd.Receipt{MessageID: string(id), SHA256: ref.SHA256}, err
-	}
-	id, ref, err := g.spoolFile(ctx, nf, func() (spool.BlobRef, error) { return g.blobs.Adopt(ctx, f) })
+	id, ref, err := g.spoolFile(ctx, nf, put)
 	return sftpd.Receipt{MessageID: string(id), SHA256: ref.SHA256}, err
 }
 

@@ -271,9 +271,11 @@ func writeTemp(ctx context.Context, o Object, dir, want string) (string, string,
 		return "", "", err
 	}
 	h := sha256.New()
+	var sha string
 	n, err := durable.Copy(ctx, io.MultiWriter(tmp, h), o.Body)
 	if err == nil {
-		err = verify(o, want, hex.EncodeToString(h.Sum(nil)), n)
+		sha = hex.EncodeToString(h.Sum(nil))
+		err = verify(o, want, sha, n)
 	}
 	if err == nil {
 		err = tmp.Chmod(0o640)
@@ -285,7 +287,7 @@ func writeTemp(ctx context.Context, o Object, dir, want string) (string, string,
 		os.Remove(tmp.Name())
 		return "", "", fmt.Errorf("write: %w", err)
 	}
-	return tmp.Name(), hex.EncodeToString(h.Sum(nil)), nil
+	return tmp.Name(), sha, nil
 }
 
 // place links a synced temporary file to its final name (or finds the same

@@ -1,10 +1,6 @@
 package durable
 
-import (
-	"fmt"
-	"os"
-	"path/filepath"
-)
+import "fmt"
 
 // SyncFS makes everything written so far on the file system holding path
 // durable: the data of every file, their inodes and the directory entries
@@ -33,16 +29,3 @@ func SyncFS(path string) error {
 }
 
 var fsSyncs = &coalescer{paths: map[string]*pathSync{}}
-
-// syncFSOf opens path (a file or directory) and syncs its file system.
-func syncFSOf(path string, sync func(*os.File) error) error {
-	f, err := os.Open(filepath.Clean(path))
-	if err != nil {
-		return err
-	}
-	err = sync(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}

@@ -3,12 +3,22 @@ package durable
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
 
+// syncFS opens path (a file or directory) and syncs its file system.
 func syncFS(path string) error {
-	return syncFSOf(path, func(f *os.File) error { return unix.Syncfs(int(f.Fd())) })
+	f, err := os.Open(filepath.Clean(path))
+	if err != nil {
+		return err
+	}
+	err = unix.Syncfs(int(f.Fd()))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // fsKey names path's file system: its device number.
